@@ -13,6 +13,9 @@ import { selectBackend } from "./vm/select.ts";
 import type { Backend } from "./vm/backend.ts";
 import type { VmSpec } from "./vm/spec.ts";
 import { supervise, type SupervisorHooks } from "./supervise/supervisor.ts";
+import { HavmMetrics } from "./metrics/havm-metrics.ts";
+import { startMetricsServer, type MetricsServer } from "./metrics/server.ts";
+import { HAVM_VERSION } from "./version.ts";
 import { HavmError, ExitCode } from "./util/errors.ts";
 import { log } from "./util/log.ts";
 import { formatSize } from "./config/units.ts";
@@ -27,12 +30,15 @@ export interface PreparedVm {
   backend: Backend;
   spec: VmSpec;
   lock: VmLock;
+  image: { version: string; downloadedBytes: number; seconds: number; source: string };
 }
 
 /** Everything before boot. Holds the VM lock from the first write on; the caller releases it. */
 export async function prepareVm(ctx: Context, deps: RunDeps = {}): Promise<PreparedVm> {
   const { config, paths, loaded } = ctx;
   const backend = deps.backend ?? (await selectBackend(config, paths));
+  // Refuse values that cannot fit before anything is written (a bad value is exit 2 even where the backend is unusable).
+  const resources = resolveResources(config, loaded.userSet, backend.limits(), loaded.file);
   const probe = await backend.probe();
   if (!probe.usable) {
     throw new HavmError(`the ${backend.name} backend cannot run here: ${probe.details.join("; ")}`, {
@@ -41,13 +47,12 @@ export async function prepareVm(ctx: Context, deps: RunDeps = {}): Promise<Prepa
       code: "backend.unusable",
     });
   }
-  // Refuse values that cannot fit before anything is written.
-  const resources = resolveResources(config, loaded.userSet, backend.limits(), loaded.file);
   for (const note of resources.notes) log.info(note);
 
   reapOrphanedVm(paths.vm.lock);
   const lock = acquireVmLock(paths.vm.lock);
   try {
+    const imageStarted = performance.now();
     const image = await acquireImage({ config, paths, ...(deps.fetch ? { fetch: deps.fetch } : {}) });
     log.info("image ready", { version: image.version, board: image.board, verified: image.verified, source: image.source });
 
@@ -86,7 +91,8 @@ export async function prepareVm(ctx: Context, deps: RunDeps = {}): Promise<Prepa
       ...(configDisk.path ? { configDiskPath: configDisk.path } : {}),
       forwards,
     });
-    return { backend, spec, lock };
+    const seconds = (performance.now() - imageStarted) / 1000;
+    return { backend, spec, lock, image: { version: image.version, downloadedBytes: image.downloadedBytes, seconds, source: image.source } };
   } catch (e) {
     lock.release();
     throw e;
@@ -103,10 +109,31 @@ export async function prepare(ctx: Context, deps: RunDeps = {}): Promise<number>
 
 /** `havm run`: prepare, boot, supervise until the VM stops for good. Returns the exit code. */
 export async function run(ctx: Context, deps: RunDeps = {}): Promise<number> {
-  const prepared = await prepareVm(ctx, deps);
+  const { config } = ctx;
+  const backend = deps.backend ?? (await selectBackend(config, ctx.paths));
+  const metrics = new HavmMetrics({ version: HAVM_VERSION, backend: backend.name, ...(deps.hooks?.now ? { now: deps.hooks.now } : {}) });
+  // Started before preparation: a port in use is refused at once, and download figures are visible.
+  let server: MetricsServer | undefined;
+  if (config.metrics.enabled) {
+    server = startMetricsServer({ host: config.metrics.prometheus.host, port: config.metrics.prometheus.port, render: () => metrics.render() });
+    log.info("metrics at " + server.url + "/metrics");
+  }
   try {
-    return await supervise({ ctx, ...prepared, ...(deps.hooks ? { hooks: deps.hooks } : {}) });
+    const prepared = await prepareVm(ctx, { ...deps, backend });
+    metrics.downloaded(prepared.image.downloadedBytes);
+    metrics.imagePrepared(prepared.image.source === "cache" ? "cached" : "ok", prepared.image.seconds);
+    try {
+      return await supervise({
+        ctx,
+        ...prepared,
+        metrics,
+        ...(server ? { metricsUrl: server.url } : {}),
+        ...(deps.hooks ? { hooks: deps.hooks } : {}),
+      });
+    } finally {
+      prepared.lock.release();
+    }
   } finally {
-    prepared.lock.release();
+    await server?.stop();
   }
 }

@@ -67,8 +67,11 @@ const hostname = v.pipe(
   v.check((s) => /^(?!-)[a-zA-Z0-9-]{1,63}(?<!-)$/.test(s), "expected a hostname: letters, digits and '-', at most 63 characters"),
 );
 
-const section = <T extends v.ObjectEntries>(entries: T) =>
-  v.optional(v.strictObject(entries, "expected a mapping (key: value lines)"), {});
+const section = <T extends v.ObjectEntries>(entries: T) => {
+  const schema = v.strictObject(entries, "expected a mapping (key: value lines)");
+  // An absent section is an empty one: its fields take their defaults.
+  return v.optional(schema, {} as v.InferInput<typeof schema>);
+};
 
 export const ConfigSchema = v.strictObject(
   {

@@ -1,0 +1,302 @@
+// The foreground supervisor `havm run` becomes once the VM is prepared: boot, watch, restart when the
+// watchdog or the schedule says so, shut down gracefully on SIGTERM/SIGINT/`havm stop`, and exit with a
+// code that tells launchd/systemd whether the guest stopped cleanly (0) or not (1).
+import type { Context } from "../cli/context.ts";
+import type { Backend, BackendEvent, VmHandle, VmState } from "../vm/backend.ts";
+import type { VmSpec } from "../vm/spec.ts";
+import type { VmLock } from "./lock.ts";
+import type { HavmMetrics } from "../metrics/havm-metrics.ts";
+import { GUEST_PORTS } from "../vm/build-spec.ts";
+import { createHaApi, haBaseUrls, type HaApi } from "../guest/ha-api.ts";
+import { runShutdownChain, type ShutdownChain, type ShutdownResult } from "./shutdown.ts";
+import { startControlServer } from "./control.ts";
+import { createHealthMonitor, type HealthMonitor } from "./health.ts";
+import { createWatchdog } from "./watchdog.ts";
+import { createRebootSchedule } from "./schedule.ts";
+import { UsbRegistry } from "../usb/registry.ts";
+import { listHostUsbDevices } from "../usb/host.ts";
+import { createUsbService, type UsbService } from "../usb/service.ts";
+import { ExitCode, errorMessage } from "../util/errors.ts";
+import { log } from "../util/log.ts";
+import { writeFileAtomic } from "../util/fs.ts";
+import { rmSync } from "node:fs";
+
+export interface SupervisorHooks {
+  /** Milliseconds since the epoch (tests inject a clock for the watchdog and the schedule). */
+  now?: () => number;
+  /** Called once the VM runs, with what `havm status` would show. */
+  onRunning?: (status: SupervisorStatus) => void;
+}
+
+export interface SupervisorStatus {
+  pid: number;
+  state: VmState;
+  backend: string;
+  startedAt?: string;
+  uptimeSeconds: number;
+  /** Guest ports and where the host reaches them (forwarded 127.0.0.1 ports on qemu, guest IP on vz). */
+  endpoints: Record<string, string | null>;
+  haReachable: boolean;
+  usb: unknown[];
+  restarts: number;
+  metricsUrl?: string;
+}
+
+export interface SuperviseArgs {
+  ctx: Context;
+  backend: Backend;
+  spec: VmSpec;
+  lock: VmLock;
+  metrics: HavmMetrics;
+  metricsUrl?: string;
+  hooks?: SupervisorHooks;
+}
+
+type StopReason = { kind: "shutdown"; source: string; force: boolean } | { kind: "restart"; reason: string };
+
+/** Ports havm reports, by name. */
+const NAMED_PORTS: Record<string, number> = {
+  ha: GUEST_PORTS.ha,
+  ha_80: GUEST_PORTS.haNew,
+  ssh_debug: GUEST_PORTS.debugSsh,
+  ssh_addon: GUEST_PORTS.sshAddon,
+  observer: GUEST_PORTS.observer,
+};
+
+export async function supervise(a: SuperviseArgs): Promise<number> {
+  const { ctx, backend, spec, lock, metrics } = a;
+  const { config, paths } = ctx;
+  const now = a.hooks?.now ?? Date.now;
+  const haApi: HaApi = createHaApi();
+
+  let vm: VmHandle | undefined;
+  let startedAt: number | undefined;
+  let restarts = 0;
+  let haReachable = false;
+  let pending: StopReason | undefined;
+  let chain: ShutdownChain | undefined;
+  let wake: (() => void) | undefined;
+  const requestStop = (reason: StopReason) => {
+    // A shutdown request wins over a restart; a forced one escalates a running chain.
+    if (reason.kind === "shutdown" && reason.force) chain?.escalate();
+    if (!pending || (pending.kind === "restart" && reason.kind === "shutdown") || (reason.kind === "shutdown" && reason.force)) pending = reason;
+    wake?.();
+  };
+
+  const endpoints = async (): Promise<Record<string, string | null>> => {
+    const out: Record<string, string | null> = {};
+    for (const [name, port] of Object.entries(NAMED_PORTS)) {
+      const e = vm ? await vm.endpoint(port).catch(() => null) : null;
+      out[name] = e ? `${e.host}:${e.port}` : null;
+    }
+    return out;
+  };
+  const haUrls = async () => (vm ? haBaseUrls(config.ha.url, [await vm.endpoint(GUEST_PORTS.haNew), await vm.endpoint(GUEST_PORTS.ha)]) : []);
+
+  const usbRegistry = new UsbRegistry(paths.vm.usbRegistry);
+  let usb: UsbService | undefined;
+
+  const status = async (): Promise<SupervisorStatus> => ({
+    pid: process.pid,
+    state: vm?.state() ?? "stopped",
+    backend: backend.name,
+    ...(startedAt ? { startedAt: new Date(startedAt).toISOString() } : {}),
+    uptimeSeconds: startedAt && vm?.state() === "running" ? Math.round((now() - startedAt) / 1000) : 0,
+    endpoints: await endpoints(),
+    haReachable,
+    usb: usb ? usb.attached() : [],
+    restarts,
+    ...(a.metricsUrl ? { metricsUrl: a.metricsUrl } : {}),
+  });
+
+  const control = await startControlServer(paths.vm.controlSocket, {
+    status: async () => ({ ok: true, ...(await status()) }),
+    stop: async (req) => {
+      requestStop({ kind: "shutdown", source: "havm stop", force: Boolean(req.force) });
+      return { ok: true, pid: process.pid };
+    },
+    "usb.list": async (req) => (usb ? usb.handlers()["usb.list"]!(req) : { ok: false, error: "the VM is not running yet" }),
+    "usb.attach": async (req) => (usb ? usb.handlers()["usb.attach"]!(req) : { ok: false, error: "the VM is not running yet" }),
+    "usb.detach": async (req) => (usb ? usb.handlers()["usb.detach"]!(req) : { ok: false, error: "the VM is not running yet" }),
+  });
+
+  // Signals: the first SIGTERM/SIGINT starts the graceful chain; a second SIGINT forces the stop.
+  let sigints = 0;
+  const onSigterm = () => {
+    log.info("SIGTERM: shutting Home Assistant down gracefully");
+    requestStop({ kind: "shutdown", source: "SIGTERM", force: false });
+  };
+  const onSigint = () => {
+    sigints++;
+    if (sigints === 1) log.info("interrupt: shutting Home Assistant down gracefully (press Ctrl+C again to force)");
+    else log.warn("second interrupt: forcing the VM off");
+    requestStop({ kind: "shutdown", source: "SIGINT", force: sigints > 1 });
+  };
+  process.on("SIGTERM", onSigterm);
+  process.on("SIGINT", onSigint);
+  process.on("SIGHUP", onSigterm);
+  // A native hypervisor thread does not keep Bun alive: hold a timer while the VM exists.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+
+  let exitCode: number = ExitCode.ok;
+  try {
+    for (;;) {
+      vm = await backend.create(spec);
+      recordChild(vm, lock);
+      const handle = vm;
+      const unsubscribe = handle.onEvent((e) => onVmEvent(e, metrics));
+      metrics.setVmState(handle.state());
+      await handle.start();
+      startedAt = now();
+      metrics.vmStarted();
+      metrics.setVmState("running");
+      log.info("VM running", { backend: backend.name, cpus: spec.cpus, memory: `${spec.memoryBytes / 1024 / 1024} MiB` });
+      writeRuntimeState(paths.vm.runtimeState, await status());
+
+      usb = createUsbService({
+        vm: handle,
+        registry: usbRegistry,
+        listHost: () => listHostUsbDevices(),
+        enabled: config.usb.enabled,
+        log,
+        metrics,
+      });
+      void usb.reattachRemembered().catch((e) => log.warn("re-attaching remembered USB accessories failed", { error: errorMessage(e) }));
+
+      const health: HealthMonitor = createHealthMonitor({
+        probe: async () => haApi.probe(await haUrls(), 5000),
+        intervalMs: config.watchdog.probe_interval,
+        now,
+        onResult: (r) => {
+          metrics.haProbed(r.up, r.durationSeconds);
+          if (r.up !== haReachable) log.info(r.up ? "Home Assistant is answering" : "Home Assistant stopped answering", r.up ? { url: r.url } : { error: r.error });
+          haReachable = r.up;
+        },
+      });
+      const watchdog = createWatchdog({
+        config: config.watchdog,
+        health,
+        now,
+        onRestart: (reason) => requestStop({ kind: "restart", reason }),
+        log,
+      });
+      const schedule = config.schedule.reboot
+        ? createRebootSchedule({ at: config.schedule.reboot, now, onReboot: () => requestStop({ kind: "restart", reason: "schedule" }), log })
+        : undefined;
+      const memoryPoll = setInterval(() => {
+        void handle.memoryStats().then((m) => metrics.setMemory(spec.memoryBytes, m)).catch(() => {});
+      }, 15_000);
+
+      // Wait for: the VM stopping on its own, or a stop/restart request.
+      const stoppedByItself = handle.stopped().then(() => "stopped" as const);
+      while (!pending) {
+        const r = await Promise.race([stoppedByItself, new Promise<"wake">((res) => (wake = () => res("wake")))]);
+        if (r === "stopped") break;
+      }
+      health.stop();
+      watchdog.stop();
+      schedule?.stop();
+      clearInterval(memoryPoll);
+
+      let result: ShutdownResult | undefined;
+      if (pending && handle.state() !== "stopped") {
+        const why = pending.kind === "restart" ? `restart (${pending.reason})` : pending.source;
+        chain = runShutdownChain({
+          vm: handle,
+          config,
+          haApi,
+          log,
+          metrics,
+          reason: why,
+          force: pending.kind === "shutdown" && pending.force,
+        });
+        result = await chain.done;
+        chain = undefined;
+      } else {
+        await stoppedByItself;
+      }
+      unsubscribe();
+      metrics.setVmState("stopped");
+      await handle.close();
+      usb = undefined;
+
+      const reason = pending;
+      pending = undefined;
+      if (reason?.kind === "restart") {
+        restarts++;
+        metrics.vmRestarted(reason.reason);
+        log.info("restarting the VM", { reason: reason.reason, cleanShutdown: result?.clean ?? false });
+        continue;
+      }
+      if (reason?.kind === "shutdown") {
+        exitCode = result?.clean ? ExitCode.ok : ExitCode.failure;
+        log.info(result?.clean ? "Home Assistant shut down cleanly" : "the VM had to be forced off", {
+          step: result?.step ?? "none",
+        });
+      } else {
+        const err = lastStopError;
+        exitCode = err ? ExitCode.failure : ExitCode.ok;
+        if (err) log.error("the VM stopped with an error", { error: err });
+        else log.info("the guest powered itself off");
+      }
+      break;
+    }
+  } finally {
+    clearInterval(keepAlive);
+    process.off("SIGTERM", onSigterm);
+    process.off("SIGINT", onSigint);
+    process.off("SIGHUP", onSigterm);
+    await control.close().catch(() => {});
+    rmSync(paths.vm.runtimeState, { force: true });
+    if (vm && vm.state() !== "stopped") {
+      await vm.forceStop().catch(() => {});
+      await vm.close().catch(() => {});
+    }
+  }
+  return exitCode;
+}
+
+let lastStopError: string | undefined;
+
+function onVmEvent(e: BackendEvent, metrics: HavmMetrics): void {
+  switch (e.type) {
+    case "state":
+      metrics.setVmState(e.state);
+      log.debug("VM state", { state: e.state });
+      break;
+    case "stopped-with-error":
+      lastStopError = e.message;
+      break;
+    case "guest-stopped":
+      log.info("the guest powered off");
+      break;
+    case "reset":
+      log.warn("the guest reset", { reason: e.reason });
+      break;
+    case "network-disconnected":
+      log.warn("the VM's network was disconnected", { error: e.message });
+      break;
+    case "usb":
+      log.info(`USB accessory ${e.action}`, { device: e.device.name ?? `${e.device.vendorId}:${e.device.productId}` });
+      break;
+    case "log":
+      if (e.level === "warning") log.warn(e.message);
+      else if (e.level === "info") log.info(e.message);
+      else log.debug(e.message);
+      break;
+  }
+}
+
+/** Record the hypervisor child in the lock, so a later run can stop it if havm is killed. */
+function recordChild(vm: VmHandle, lock: VmLock): void {
+  const child = (vm as { childPid?: number; childProcStart?: string });
+  if (child.childPid) lock.update({ childPid: child.childPid, ...(child.childProcStart ? { childProcStart: child.childProcStart } : {}) });
+}
+
+function writeRuntimeState(path: string, status: SupervisorStatus): void {
+  try {
+    writeFileAtomic(path, JSON.stringify(status, null, 2) + "\n");
+  } catch (e) {
+    log.debug("could not write runtime state", { error: errorMessage(e) });
+  }
+}
