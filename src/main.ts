@@ -41,23 +41,37 @@ export function reportError(e: unknown): number {
 
 const resolve = async <T,>(v: T | (() => T | Promise<T>)): Promise<T> => (typeof v === "function" ? await (v as () => T)() : v);
 
-/** The (sub)command the arguments name, and its parent: for --help on any level. */
-async function commandFor(root: AnyCommand, argv: string[]): Promise<[AnyCommand, AnyCommand | undefined]> {
+interface ResolvedCommand {
+  cmd: AnyCommand;
+  parent: AnyCommand | undefined;
+  /** The arguments without the subcommand names (flags may stand anywhere). */
+  args: string[];
+  /** A word where a subcommand was expected that names none. */
+  unknown?: string;
+}
+
+/** The (sub)command the arguments name, its parent, and its own arguments. */
+async function commandFor(root: AnyCommand, argv: string[]): Promise<ResolvedCommand> {
   let cmd = root;
   let parent: AnyCommand | undefined;
-  for (const token of argv) {
+  const args = [...argv];
+  for (let i = 0; i < args.length; i++) {
+    const token = args[i]!;
     if (token.startsWith("-")) continue;
     const subs = await resolve(cmd.subCommands);
-    const next = subs?.[token];
-    if (!next) break;
+    if (!subs || Object.keys(subs).length === 0) break;
+    const next = subs[token];
+    if (!next) return { cmd, parent, args, unknown: token };
     parent = cmd;
     cmd = await resolve(next);
+    args.splice(i, 1);
+    i--;
   }
-  return [cmd, parent];
+  return { cmd, parent, args };
 }
 
 async function usage(argv: string[]): Promise<string> {
-  const [cmd, parent] = await commandFor(main, argv);
+  const { cmd, parent } = await commandFor(main, argv);
   const text = await renderUsage(cmd, parent);
   // citty colours unconditionally: keep colours to terminals that want them.
   return colorAllowed(process.stdout) ? text : text.replace(/\x1b\[[0-9;]*m/g, "");
@@ -73,8 +87,16 @@ export async function runCli(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   try {
-    const result = await runCommand(main, { rawArgs: argv });
-    return typeof result.result === "number" ? result.result : ExitCode.ok;
+    // Run the leaf command ourselves: citty drops a subcommand's return value, which is our exit code.
+    const target = await commandFor(main, argv);
+    if (target.unknown !== undefined || (target.cmd === main) || !target.cmd.run) {
+      process.stderr.write((await usage(argv)) + "\n\n");
+      log.error(target.unknown !== undefined ? `Unknown command ${target.unknown}` : "No command given");
+      return ExitCode.badInput;
+    }
+    const result = await runCommand(target.cmd, { rawArgs: target.args });
+    const code = typeof result.result === "number" ? result.result : ExitCode.ok;
+    return code !== ExitCode.ok ? code : Number(process.exitCode ?? ExitCode.ok);
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (e instanceof Error && e.name === "CLIError" && code !== undefined) {

@@ -41,11 +41,25 @@ CANARIES = [
      [("    if (@available(macOS 15.0, *)) {\n        if (wantUsbController) {",
        "    if (YES) {\n        if (wantUsbController) {")]),
     ("10-unguarded-macos14-enum", "fail",
-     [("        dispatch_sync(h.queue, ^{ state = h.vm.state; });\n",
-       "        dispatch_sync(h.queue, ^{ state = h.vm.state; });\n        if (state == VZVirtualMachineStateSaving) state = VZVirtualMachineStatePaused;\n")]),
+     [("            VZVirtualMachineState state = h.vm.state;\n",
+       "            VZVirtualMachineState state = h.vm.state;\n            if (state == VZVirtualMachineStateSaving) state = VZVirtualMachineStatePaused;\n")]),
     ("11-unguarded-macos27-passthrough", "fail",
-     [("        if (@available(macOS 27.0, *)) {\n            NSDictionary *want = havm_parse_object(deviceJson, &error);\n            AAUSBAccessory *accessory = want ? havm_find_accessory(want, &error) : nil;\n            if (accessory == nil) return havm_fail_error(err, errLen, error, HAVM_E_FRAMEWORK);\n            VZUSBPassthroughDeviceConfiguration",
-       "        if (YES) {\n            NSDictionary *want = havm_parse_object(deviceJson, &error);\n            AAUSBAccessory *accessory = want ? havm_find_accessory(want, &error) : nil;\n            if (accessory == nil) return havm_fail_error(err, errLen, error, HAVM_E_FRAMEWORK);\n            VZUSBPassthroughDeviceConfiguration")]),
+     [("        if (@available(macOS 27.0, *)) {\n"
+       "            NSDictionary *want = havm_parse_object(deviceJson, &error);\n"
+       "            AAUSBAccessory *accessory = want ? havm_find_accessory(want, &error) : nil;\n"
+       "            if (accessory == nil) return havm_fail_error(err, errLen, error, HAVM_E_FRAMEWORK);\n"
+       "            NSDictionary *ids = havm_accessory_json(accessory);\n"
+       "            NSString *key = ids[@\"registryId\"];\n"
+       "            return havm_on_queue(h.queue, err, errLen, ^int32_t {\n"
+       "                // The passthrough device",
+       "        if (YES) {\n"
+       "            NSDictionary *want = havm_parse_object(deviceJson, &error);\n"
+       "            AAUSBAccessory *accessory = want ? havm_find_accessory(want, &error) : nil;\n"
+       "            if (accessory == nil) return havm_fail_error(err, errLen, error, HAVM_E_FRAMEWORK);\n"
+       "            NSDictionary *ids = havm_accessory_json(accessory);\n"
+       "            NSString *key = ids[@\"registryId\"];\n"
+       "            return havm_on_queue(h.queue, err, errLen, ^int32_t {\n"
+       "                // The passthrough device")]),
     ("12-nil-to-nonnull", "fail",
      [("[[VZEFIVariableStore alloc] initWithURL:url]", "[[VZEFIVariableStore alloc] initWithURL:nil]")]),
     ("13-misspelled-delegate-method", "fail",
@@ -57,8 +71,8 @@ CANARIES = [
      [("VZEFIBootLoader *boot = [[VZEFIBootLoader alloc] init];",
        "VZEFIBootLoader *boot = [[VZEFIBootLoader alloc] init]; (void)[[VZVirtualMachine alloc] init];")]),
     ("16-missing-__block", "fail",
-     [("        __block VZVirtualMachineState state = VZVirtualMachineStateError;",
-       "        VZVirtualMachineState state = VZVirtualMachineStateError;")]),
+     [("    __block int32_t status = HAVM_OK;\n    dispatch_sync(queue, ^{",
+       "    int32_t status = HAVM_OK;\n    dispatch_sync(queue, ^{")]),
     ("17-error-outparam-wrong-level", "fail",
      [("if (![cfg validateWithError:&validation]) {", "if (![cfg validateWithError:&error]) {")]),
     ("18-syntax-missing-bracket", "fail",

@@ -42,10 +42,10 @@ API_AVAILABLE(macos(13.0))
 @interface VZEFIVariableStore : NSObject
 + (instancetype)new NS_UNAVAILABLE;
 - (instancetype)init NS_UNAVAILABLE;
-- (instancetype)initWithURL:(NSURL *)URL NS_DESIGNATED_INITIALIZER;
+- (instancetype)initWithURL:(NSURL *)URL;
 - (nullable instancetype)initCreatingVariableStoreAtURL:(NSURL *)URL
                                                 options:(VZEFIVariableStoreInitializationOptions)options
-                                                  error:(NSError **)error NS_DESIGNATED_INITIALIZER;
+                                                  error:(NSError **)error;
 @property (readonly, copy) NSURL *URL;
 @end
 
@@ -58,7 +58,7 @@ API_AVAILABLE(macos(13.0))
 // ---- Platform ----
 API_AVAILABLE(macos(13.0))
 @interface VZGenericMachineIdentifier : NSObject <NSCopying>
-- (instancetype)init NS_DESIGNATED_INITIALIZER;
+- (instancetype)init;
 - (nullable instancetype)initWithDataRepresentation:(NSData *)dataRepresentation;
 @property (readonly, copy) NSData *dataRepresentation;
 @end

@@ -86,6 +86,17 @@ static int32_t havm_guard(char *err, uint32_t errLen, NS_NOESCAPE HavmBody body)
     }
 }
 
+// Runs body synchronously on a VM's serial queue, guarded there as well: an exception raised on the
+// queue must not unwind through libdispatch. Never called from the queue itself (that would deadlock):
+// only exported functions, which run on the caller's thread, use it.
+static int32_t havm_on_queue(dispatch_queue_t queue, char *err, uint32_t errLen, NS_NOESCAPE HavmBody body) {
+    __block int32_t status = HAVM_OK;
+    dispatch_sync(queue, ^{
+        status = havm_guard(err, errLen, body);
+    });
+    return status;
+}
+
 // ---------------------------------------------------------------------------------------------
 // JSON field access with type checks (bad input is an error, never an exception)
 
@@ -420,7 +431,7 @@ static VZVirtualMachineConfiguration *_Nullable havm_build_config(NSDictionary *
     cfg.platform = platform;
 
     NSMutableArray<VZStorageDeviceConfiguration *> *storage = [NSMutableArray array];
-    NSMutableArray<VZStorageDeviceConfiguration *> *usbStorage = [NSMutableArray array];
+    NSMutableArray<VZUSBMassStorageDeviceConfiguration *> *usbStorage = [NSMutableArray array];
     for (id item in disks) {
         if (![item isKindOfClass:[NSDictionary class]]) {
             *error = havm_error(HAVM_E_INVALID_ARGUMENT, @"spec: disks[] must hold objects");
@@ -466,7 +477,7 @@ static VZVirtualMachineConfiguration *_Nullable havm_build_config(NSDictionary *
         if (wantUsbController) {
             VZXHCIControllerConfiguration *xhci = [[VZXHCIControllerConfiguration alloc] init];
             NSMutableArray<id<VZUSBDeviceConfiguration>> *usbDevices = [NSMutableArray array];
-            for (VZStorageDeviceConfiguration *dev in usbStorage) [usbDevices addObject:(VZUSBMassStorageDeviceConfiguration *)dev];
+            for (VZUSBMassStorageDeviceConfiguration *dev in usbStorage) [usbDevices addObject:dev];
             xhci.usbDevices = usbDevices;
             cfg.usbControllers = @[xhci];
         } else {
@@ -689,12 +700,14 @@ HAVM_EXPORT int32_t havm_vm_create(const char *specJson, void **outHandle, char 
             VZVirtualMachineConfiguration *cfg = spec ? havm_build_config(spec, &error) : nil;
             if (cfg == nil) return havm_fail_error(err, errLen, error, HAVM_E_FRAMEWORK);
             HavmVM *h = [[HavmVM alloc] init];
-            dispatch_sync(h.queue, ^{
+            int32_t status = havm_on_queue(h.queue, err, errLen, ^int32_t {
                 h.vm = [[VZVirtualMachine alloc] initWithConfiguration:cfg queue:h.queue];
                 h.vm.delegate = h.delegate;
                 [h.vm addObserver:h forKeyPath:@"state" options:NSKeyValueObservingOptionNew context:kHavmStateContext];
                 h.observing = YES;
+                return HAVM_OK;
             });
+            if (status != HAVM_OK) return status;
             *outHandle = (void *)CFBridgingRetain(h);
             return HAVM_OK;
         }
@@ -707,19 +720,16 @@ HAVM_EXPORT int32_t havm_vm_start(void *handle, char *err, uint32_t errLen) {
         NSError *error = nil;
         HavmVM *h = havm_vm_from(handle, &error);
         if (h == nil) return havm_fail_error(err, errLen, error, HAVM_E_INVALID_ARGUMENT);
-        __block BOOL canStart = NO;
-        dispatch_sync(h.queue, ^{
-            canStart = h.vm.canStart;
-            if (!canStart) return;
+        return havm_on_queue(h.queue, err, errLen, ^int32_t {
+            if (!h.vm.canStart) return havm_fail(err, errLen, HAVM_E_STATE, @"the VM cannot start in its current state");
             __weak HavmVM *weakH = h;
             [h.vm startWithCompletionHandler:^(NSError *_Nullable startError) {
                 NSMutableDictionary *ev = [@{@"type": @"start", @"ok": @(startError == nil)} mutableCopy];
                 if (startError != nil) ev[@"message"] = havm_clip(startError.localizedDescription);
                 [weakH pushEvent:ev];
             }];
+            return HAVM_OK;
         });
-        if (!canStart) return havm_fail(err, errLen, HAVM_E_STATE, @"the VM cannot start in its current state");
-        return HAVM_OK;
     });
 }
 
@@ -728,19 +738,15 @@ HAVM_EXPORT int32_t havm_vm_request_stop(void *handle, char *err, uint32_t errLe
         NSError *error = nil;
         HavmVM *h = havm_vm_from(handle, &error);
         if (h == nil) return havm_fail_error(err, errLen, error, HAVM_E_INVALID_ARGUMENT);
-        __block BOOL delivered = NO;
-        __block NSError *stopError = nil;
-        dispatch_sync(h.queue, ^{
-            if (!h.vm.canRequestStop) return;
-            NSError *e = nil;
-            delivered = [h.vm requestStopWithError:&e];
-            stopError = e;
+        return havm_on_queue(h.queue, err, errLen, ^int32_t {
+            NSError *stopError = nil;
+            // Its BOOL only says the VM was in a state that accepts the request.
+            if (!h.vm.canRequestStop || ![h.vm requestStopWithError:&stopError]) {
+                return havm_fail(err, errLen, HAVM_E_STATE,
+                                 stopError.localizedDescription ?: @"the VM cannot be asked to stop in its current state");
+            }
+            return HAVM_OK;
         });
-        if (!delivered) {
-            return havm_fail(err, errLen, HAVM_E_STATE,
-                             stopError.localizedDescription ?: @"the VM cannot be asked to stop in its current state");
-        }
-        return HAVM_OK;
     });
 }
 
@@ -749,19 +755,16 @@ HAVM_EXPORT int32_t havm_vm_stop(void *handle, char *err, uint32_t errLen) {
         NSError *error = nil;
         HavmVM *h = havm_vm_from(handle, &error);
         if (h == nil) return havm_fail_error(err, errLen, error, HAVM_E_INVALID_ARGUMENT);
-        __block BOOL canStop = NO;
-        dispatch_sync(h.queue, ^{
-            canStop = h.vm.canStop;
-            if (!canStop) return;
+        return havm_on_queue(h.queue, err, errLen, ^int32_t {
+            if (!h.vm.canStop) return havm_fail(err, errLen, HAVM_E_STATE, @"the VM cannot be stopped in its current state");
             __weak HavmVM *weakH = h;
             [h.vm stopWithCompletionHandler:^(NSError *_Nullable stopError) {
                 NSMutableDictionary *ev = [@{@"type": @"stop", @"ok": @(stopError == nil)} mutableCopy];
                 if (stopError != nil) ev[@"message"] = havm_clip(stopError.localizedDescription);
                 [weakH pushEvent:ev];
             }];
+            return HAVM_OK;
         });
-        if (!canStop) return havm_fail(err, errLen, HAVM_E_STATE, @"the VM cannot be stopped in its current state");
-        return HAVM_OK;
     });
 }
 
@@ -771,10 +774,11 @@ HAVM_EXPORT int32_t havm_vm_state(void *handle, int32_t *outState, char *err, ui
         HavmVM *h = havm_vm_from(handle, &error);
         if (h == nil) return havm_fail_error(err, errLen, error, HAVM_E_INVALID_ARGUMENT);
         if (outState == NULL) return havm_fail(err, errLen, HAVM_E_INVALID_ARGUMENT, @"outState is NULL");
-        __block VZVirtualMachineState state = VZVirtualMachineStateError;
-        dispatch_sync(h.queue, ^{ state = h.vm.state; });
-        *outState = (int32_t)state;
-        return HAVM_OK;
+        return havm_on_queue(h.queue, err, errLen, ^int32_t {
+            VZVirtualMachineState state = h.vm.state;
+            *outState = (int32_t)state;
+            return HAVM_OK;
+        });
     });
 }
 
@@ -792,18 +796,15 @@ HAVM_EXPORT int32_t havm_vm_set_balloon_target(void *handle, uint64_t bytes, cha
         HavmVM *h = havm_vm_from(handle, &error);
         if (h == nil) return havm_fail_error(err, errLen, error, HAVM_E_INVALID_ARGUMENT);
         uint64_t target = (bytes / (1024ull * 1024ull)) * 1024ull * 1024ull;
-        __block BOOL found = NO;
-        dispatch_sync(h.queue, ^{
+        return havm_on_queue(h.queue, err, errLen, ^int32_t {
             for (VZMemoryBalloonDevice *dev in h.vm.memoryBalloonDevices) {
                 if ([dev isKindOfClass:[VZVirtioTraditionalMemoryBalloonDevice class]]) {
                     ((VZVirtioTraditionalMemoryBalloonDevice *)dev).targetVirtualMachineMemorySize = target;
-                    found = YES;
-                    return;
+                    return HAVM_OK;
                 }
             }
+            return havm_fail(err, errLen, HAVM_E_NOT_FOUND, @"the VM has no memory balloon device");
         });
-        if (!found) return havm_fail(err, errLen, HAVM_E_NOT_FOUND, @"the VM has no memory balloon device");
-        return HAVM_OK;
     });
 }
 
@@ -813,20 +814,15 @@ HAVM_EXPORT int32_t havm_vm_balloon_target(void *handle, uint64_t *outBytes, cha
         HavmVM *h = havm_vm_from(handle, &error);
         if (h == nil) return havm_fail_error(err, errLen, error, HAVM_E_INVALID_ARGUMENT);
         if (outBytes == NULL) return havm_fail(err, errLen, HAVM_E_INVALID_ARGUMENT, @"outBytes is NULL");
-        __block uint64_t target = 0;
-        __block BOOL found = NO;
-        dispatch_sync(h.queue, ^{
+        return havm_on_queue(h.queue, err, errLen, ^int32_t {
             for (VZMemoryBalloonDevice *dev in h.vm.memoryBalloonDevices) {
                 if ([dev isKindOfClass:[VZVirtioTraditionalMemoryBalloonDevice class]]) {
-                    target = ((VZVirtioTraditionalMemoryBalloonDevice *)dev).targetVirtualMachineMemorySize;
-                    found = YES;
-                    return;
+                    *outBytes = ((VZVirtioTraditionalMemoryBalloonDevice *)dev).targetVirtualMachineMemorySize;
+                    return HAVM_OK;
                 }
             }
+            return havm_fail(err, errLen, HAVM_E_NOT_FOUND, @"the VM has no memory balloon device");
         });
-        if (!found) return havm_fail(err, errLen, HAVM_E_NOT_FOUND, @"the VM has no memory balloon device");
-        *outBytes = target;
-        return HAVM_OK;
     });
 }
 
@@ -893,23 +889,19 @@ HAVM_EXPORT int32_t havm_vm_usb_attach(void *handle, const char *deviceJson, cha
             NSDictionary *want = havm_parse_object(deviceJson, &error);
             AAUSBAccessory *accessory = want ? havm_find_accessory(want, &error) : nil;
             if (accessory == nil) return havm_fail_error(err, errLen, error, HAVM_E_FRAMEWORK);
-            VZUSBPassthroughDeviceConfiguration *devCfg = [[VZUSBPassthroughDeviceConfiguration alloc] initWithDevice:accessory];
-            NSError *vzError = nil;
-            VZUSBPassthroughDevice *device = [[VZUSBPassthroughDevice alloc] initWithConfiguration:devCfg error:&vzError];
-            if (device == nil) return havm_fail_error(err, errLen, vzError, HAVM_E_FRAMEWORK);
             NSDictionary *ids = havm_accessory_json(accessory);
             NSString *key = ids[@"registryId"];
-            __block int32_t status = HAVM_OK;
-            dispatch_sync(h.queue, ^{
+            return havm_on_queue(h.queue, err, errLen, ^int32_t {
+                // The passthrough device is made on the VM queue too, next to the controller call.
                 VZUSBController *controller = h.vm.usbControllers.firstObject;
                 if (controller == nil) {
-                    status = havm_fail(err, errLen, HAVM_E_STATE, @"the VM has no USB controller (it must be configured at boot)");
-                    return;
+                    return havm_fail(err, errLen, HAVM_E_STATE, @"the VM has no USB controller (it must be configured at boot)");
                 }
-                if (h.usbAttached[key] != nil) {
-                    status = havm_fail(err, errLen, HAVM_E_STATE, @"that USB device is already attached");
-                    return;
-                }
+                if (h.usbAttached[key] != nil) return havm_fail(err, errLen, HAVM_E_STATE, @"that USB device is already attached");
+                VZUSBPassthroughDeviceConfiguration *devCfg = [[VZUSBPassthroughDeviceConfiguration alloc] initWithDevice:accessory];
+                NSError *vzError = nil;
+                VZUSBPassthroughDevice *device = [[VZUSBPassthroughDevice alloc] initWithConfiguration:devCfg error:&vzError];
+                if (device == nil) return havm_fail_error(err, errLen, vzError, HAVM_E_FRAMEWORK);
                 __weak HavmVM *weakH = h;
                 [controller attachDevice:device completionHandler:^(NSError *_Nullable attachError) {
                     HavmVM *strongH = weakH;
@@ -919,8 +911,8 @@ HAVM_EXPORT int32_t havm_vm_usb_attach(void *handle, const char *deviceJson, cha
                     if (attachError != nil) ev[@"message"] = havm_clip(attachError.localizedDescription);
                     [strongH pushEvent:ev];
                 }];
+                return HAVM_OK;
             });
-            return status;
         }
 #endif
         return havm_fail(err, errLen, HAVM_E_UNSUPPORTED, @"USB passthrough is unavailable");
@@ -941,13 +933,11 @@ HAVM_EXPORT int32_t havm_vm_usb_detach(void *handle, const char *deviceJson, cha
             if (accessory == nil) return havm_fail_error(err, errLen, error, HAVM_E_FRAMEWORK);
             NSDictionary *ids = havm_accessory_json(accessory);
             NSString *key = ids[@"registryId"];
-            __block int32_t status = HAVM_OK;
-            dispatch_sync(h.queue, ^{
+            return havm_on_queue(h.queue, err, errLen, ^int32_t {
                 VZUSBPassthroughDevice *device = h.usbAttached[key];
                 VZUSBController *controller = h.vm.usbControllers.firstObject;
                 if (device == nil || controller == nil) {
-                    status = havm_fail(err, errLen, HAVM_E_NOT_FOUND, @"that USB device is not attached to the VM");
-                    return;
+                    return havm_fail(err, errLen, HAVM_E_NOT_FOUND, @"that USB device is not attached to the VM");
                 }
                 __weak HavmVM *weakH = h;
                 [controller detachDevice:device completionHandler:^(NSError *_Nullable detachError) {
@@ -958,8 +948,8 @@ HAVM_EXPORT int32_t havm_vm_usb_detach(void *handle, const char *deviceJson, cha
                     if (detachError != nil) ev[@"message"] = havm_clip(detachError.localizedDescription);
                     [strongH pushEvent:ev];
                 }];
+                return HAVM_OK;
             });
-            return status;
         }
 #endif
         return havm_fail(err, errLen, HAVM_E_UNSUPPORTED, @"USB passthrough is unavailable");
@@ -970,14 +960,14 @@ HAVM_EXPORT int32_t havm_vm_destroy(void *handle, char *err, uint32_t errLen) {
     return havm_guard(err, errLen, ^int32_t {
         if (handle == NULL) return HAVM_OK;
         HavmVM *h = CFBridgingRelease(handle);
-        dispatch_sync(h.queue, ^{
+        return havm_on_queue(h.queue, err, errLen, ^int32_t {
             if (h.observing) {
                 [h.vm removeObserver:h forKeyPath:@"state" context:kHavmStateContext];
                 h.observing = NO;
             }
             h.vm.delegate = nil;
             h.vm = nil;
+            return HAVM_OK;
         });
-        return HAVM_OK;
     });
 }

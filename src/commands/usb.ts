@@ -74,6 +74,13 @@ const list = defineCommand({
     let result: UsbListResult;
     try {
       const { ok: _ok, ...reply } = await controlRequest(ctx.paths.vm.controlSocket, { cmd: "usb.list" }, { timeoutMs: 10_000 });
+      if (!Array.isArray(reply.devices)) {
+        // E.g. the supervisor is between two boots of the VM.
+        throw new HavmError(`the havm supervisor gave no USB list${typeof reply.error === "string" ? `: ${reply.error}` : ""}`, {
+          hint: "Try again in a moment; `havm status` shows what the VM is doing.",
+          code: "usb.list",
+        });
+      }
       result = reply as unknown as UsbListResult;
     } catch (e) {
       if (!isNotRunning(e)) throw e;

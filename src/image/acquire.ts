@@ -2,7 +2,7 @@
 // fetch -> sha256 -> .xz decode (liblzma, multi-threaded) -> sparse write. The compressed file is kept as
 // `haos_<board>-<version>.img.xz` and the decoded one as `haos_<board>-<version>.img` (as the original tool
 // does). Nothing is renamed into place before the stream ended cleanly and the digest matched.
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeSync } from "node:fs";
+import { closeSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
 import type { HavmPaths } from "../config/paths.ts";
@@ -65,6 +65,7 @@ const METADATA_TIMEOUT_MS = 15_000;
 /** Zero-detection granularity for the sparse writer. */
 const ZERO_BLOCK = 64 * 1024;
 const ZEROS = Buffer.alloc(ZERO_BLOCK);
+const FLUSH_EVERY = 64 * 1024 * 1024;
 
 export async function acquireImage(opts: AcquireOptions): Promise<AcquiredImage> {
   const { config, paths } = opts;
@@ -268,10 +269,16 @@ interface PassResult {
   downloaded: number;
 }
 
-/** Writes a byte stream sequentially, leaving all-zero blocks as holes; sets the full size at the end. */
+/**
+ * Writes a byte stream sequentially, leaving all-zero blocks as holes; sets the full size at the end.
+ * Data is flushed to disk in the background (fdatasync on libuv's thread pool every FLUSH_EVERY bytes) so the
+ * final fsync, which must happen before the rename, has little left to do.
+ */
 class SparseWriter {
   pos = 0;
   dataBytes = 0;
+  private unflushed = 0;
+  private flushing: Promise<void> | undefined;
   constructor(private readonly fd: number) {}
 
   write(buf: Uint8Array): void {
@@ -293,13 +300,24 @@ class SparseWriter {
       let off = start;
       while (off < i) off += writeSync(this.fd, b, off, i - off, this.pos + off);
       this.dataBytes += i - start;
+      this.unflushed += i - start;
     }
     this.pos += b.length;
+    if (this.unflushed >= FLUSH_EVERY && !this.flushing) {
+      this.unflushed = 0;
+      this.flushing = new Promise<void>((done) => fdatasync(this.fd, () => done())).finally(() => (this.flushing = undefined));
+    }
   }
 
-  finish(): void {
+  async finish(): Promise<void> {
+    await this.flushing;
     ftruncateSync(this.fd, this.pos);
     fsyncSync(this.fd);
+  }
+
+  /** Wait for a background flush before the descriptor is closed. */
+  async settle(): Promise<void> {
+    await this.flushing;
   }
 }
 
@@ -404,7 +422,7 @@ async function streamPass(p: PassInput): Promise<PassResult> {
       });
     }
     const verified = p.expected?.sha256 !== undefined;
-    writer.finish();
+    await writer.finish();
     closeSync(imgFd);
     imgClosed = true;
     if (decoder) {
@@ -433,6 +451,7 @@ async function streamPass(p: PassInput): Promise<PassResult> {
     return { sha256, verified, downloaded };
   } catch (e) {
     if (partFd !== undefined) closeSync(partFd);
+    await writer.settle();
     if (!imgClosed) closeSync(imgFd);
     rmSync(tmpImg, { force: true });
     const corrupt = e instanceof DigestMismatchError || e instanceof XzDecodeError;

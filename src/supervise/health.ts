@@ -44,6 +44,8 @@ export interface HealthState {
   up: boolean;
   /** HA answered at least once since this supervisor started (unhealthiness only counts after that). */
   everUp: boolean;
+  /** HA answered since the last VM (re)start: false while a restarted guest boots. */
+  upSinceBoot: boolean;
   probes: number;
   consecutiveFailures: number;
   lastProbeAt?: number;
@@ -89,9 +91,11 @@ export function createHealthMonitor(deps: HealthMonitorDeps): HealthMonitor {
 export class HealthMonitor {
   private readonly clock: Clock;
   private readonly timeoutMs: number;
-  private s: HealthState = { up: false, everUp: false, probes: 0, consecutiveFailures: 0 };
+  private s: HealthState = { up: false, everUp: false, upSinceBoot: false, probes: 0, consecutiveFailures: 0 };
   private timer: unknown;
   private running = false;
+  /** Bumped by start/stop: a probe that was in flight across a stop() is dropped, not recorded. */
+  private generation = 0;
   private inFlight: Promise<HealthState> | undefined;
   private readonly listeners = new Set<(state: HealthState) => void>();
 
@@ -104,11 +108,13 @@ export class HealthMonitor {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.generation++;
     this.schedule(0);
   }
 
   stop(): void {
     this.running = false;
+    this.generation++;
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -129,11 +135,14 @@ export class HealthMonitor {
   }
 
   /**
-   * The VM was restarted (any reason): HA is down until it answers again. If it was up before, the unhealthy
-   * stretch starts now, so a guest that never comes back is still noticed, but only after a full period.
+   * The VM was restarted (any reason); call it, then start(), once the VM runs again (stop() the monitor
+   * while the restart is under way, so the shutdown itself does not count as unhealthy): HA is down until it answers again. If it was up before, the unhealthy
+   * stretch starts now, so a guest that never comes back is still noticed (the watchdog gives a booting
+   * guest its boot grace first).
    */
   vmRestarted(): void {
     this.s.up = false;
+    this.s.upSinceBoot = false;
     this.s.consecutiveFailures = 0;
     this.s.unhealthySince = this.s.everUp ? this.clock.now() : undefined;
   }
@@ -153,6 +162,7 @@ export class HealthMonitor {
   }
 
   private async runProbe(): Promise<HealthState> {
+    const generation = this.generation;
     const started = this.clock.now();
     const abort = new AbortController();
     let timeoutHandle: unknown;
@@ -179,6 +189,8 @@ export class HealthMonitor {
     } finally {
       this.clock.clearTimeout(timeoutHandle);
     }
+    // Stopped meanwhile (the VM is being restarted): this answer says nothing about the next boot.
+    if (generation !== this.generation) return this.state();
     const now = this.clock.now();
     this.record(result.up, now - started, now, result.error);
     const full: HealthProbeResult = { ...result, durationSeconds: (now - started) / 1000 };
@@ -203,6 +215,7 @@ export class HealthMonitor {
       }
       s.up = true;
       s.everUp = true;
+      s.upSinceBoot = true;
       s.consecutiveFailures = 0;
       s.lastUpAt = now;
       s.lastError = undefined;

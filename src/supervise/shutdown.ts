@@ -155,7 +155,22 @@ const ACPI_REQUEST_MS = 5_000;
 
 export function startShutdown(plan: ShutdownPlan, deps: ShutdownDeps): RunningShutdown {
   const now = deps.now ?? Date.now;
-  const sleep = deps.sleep ?? ((ms: number) => Bun.sleep(ms));
+  // Cancellable timers by default, so a finished chain leaves no pending timer holding the process open.
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const sleep =
+    deps.sleep ??
+    ((ms: number) =>
+      new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          timers.delete(t);
+          resolve();
+        }, ms);
+        timers.add(t);
+      }));
+  const cancelTimers = () => {
+    for (const t of timers) clearTimeout(t);
+    timers.clear();
+  };
   const log = deps.log ?? defaultLog;
   const vm = deps.vm;
 
@@ -375,7 +390,7 @@ export function startShutdown(plan: ShutdownPlan, deps: ShutdownDeps): RunningSh
   }
 
   return {
-    result: run(),
+    result: run().finally(cancelTimers),
     escalate() {
       if (escalated) return;
       escalated = true;

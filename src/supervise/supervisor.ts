@@ -4,12 +4,13 @@
 import type { Context } from "../cli/context.ts";
 import type { Backend, BackendEvent, VmHandle, VmState } from "../vm/backend.ts";
 import type { VmSpec } from "../vm/spec.ts";
-import type { VmLock } from "./lock.ts";
+import { processStartTime, type VmLock } from "./lock.ts";
 import type { HavmMetrics } from "../metrics/havm-metrics.ts";
 import { GUEST_PORTS } from "../vm/build-spec.ts";
 import { createHaApi, haBaseUrls, type HaApi } from "../guest/ha-api.ts";
-import { runShutdownChain, type ShutdownChain, type ShutdownResult } from "./shutdown.ts";
-import { startControlServer } from "./control.ts";
+import { planShutdown, shutdownInputFromConfig, startShutdown, type RunningShutdown, type ShutdownResult } from "./shutdown.ts";
+import { startControlServer, type StatusReply } from "./control.ts";
+import { sshExec } from "../guest/ssh.ts";
 import { createHealthMonitor, type HealthMonitor } from "./health.ts";
 import { createWatchdog } from "./watchdog.ts";
 import { createRebootSchedule } from "./schedule.ts";
@@ -19,7 +20,7 @@ import { createUsbService, type UsbService } from "../usb/service.ts";
 import { ExitCode, errorMessage } from "../util/errors.ts";
 import { log } from "../util/log.ts";
 import { writeFileAtomic } from "../util/fs.ts";
-import { rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 
 export interface SupervisorHooks {
   /** Milliseconds since the epoch (tests inject a clock for the watchdog and the schedule). */
@@ -28,19 +29,8 @@ export interface SupervisorHooks {
   onRunning?: (status: SupervisorStatus) => void;
 }
 
-export interface SupervisorStatus {
-  pid: number;
-  state: VmState;
-  backend: string;
-  startedAt?: string;
-  uptimeSeconds: number;
-  /** Guest ports and where the host reaches them (forwarded 127.0.0.1 ports on qemu, guest IP on vz). */
-  endpoints: Record<string, string | null>;
-  haReachable: boolean;
-  usb: unknown[];
-  restarts: number;
-  metricsUrl?: string;
-}
+/** What `havm status` shows (the control protocol's StatusReply, filled in). */
+export type SupervisorStatus = StatusReply & { restarts: number; startedAt?: string; metricsUrl?: string };
 
 export interface SuperviseArgs {
   ctx: Context;
@@ -54,15 +44,6 @@ export interface SuperviseArgs {
 
 type StopReason = { kind: "shutdown"; source: string; force: boolean } | { kind: "restart"; reason: string };
 
-/** Ports havm reports, by name. */
-const NAMED_PORTS: Record<string, number> = {
-  ha: GUEST_PORTS.ha,
-  ha_80: GUEST_PORTS.haNew,
-  ssh_debug: GUEST_PORTS.debugSsh,
-  ssh_addon: GUEST_PORTS.sshAddon,
-  observer: GUEST_PORTS.observer,
-};
-
 export async function supervise(a: SuperviseArgs): Promise<number> {
   const { ctx, backend, spec, lock, metrics } = a;
   const { config, paths } = ctx;
@@ -74,7 +55,10 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
   let restarts = 0;
   let haReachable = false;
   let pending: StopReason | undefined;
-  let chain: ShutdownChain | undefined;
+  let chain: RunningShutdown | undefined;
+  let activity: string | undefined;
+  // `havm stop` answers once the VM is down, with how it went.
+  const stopWaiters: Array<(r: { clean: boolean; stoppedBy: string | null }) => void> = [];
   let wake: (() => void) | undefined;
   const requestStop = (reason: StopReason) => {
     // A shutdown request wins over a restart; a forced one escalates a running chain.
@@ -83,11 +67,11 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
     wake?.();
   };
 
-  const endpoints = async (): Promise<Record<string, string | null>> => {
-    const out: Record<string, string | null> = {};
-    for (const [name, port] of Object.entries(NAMED_PORTS)) {
+  const endpoints = async (): Promise<Record<string, string>> => {
+    const out: Record<string, string> = {};
+    for (const port of Object.values(GUEST_PORTS)) {
       const e = vm ? await vm.endpoint(port).catch(() => null) : null;
-      out[name] = e ? `${e.host}:${e.port}` : null;
+      if (e) out[String(port)] = `${e.host}:${e.port}`;
     }
     return out;
   };
@@ -101,10 +85,12 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
     state: vm?.state() ?? "stopped",
     backend: backend.name,
     ...(startedAt ? { startedAt: new Date(startedAt).toISOString() } : {}),
-    uptimeSeconds: startedAt && vm?.state() === "running" ? Math.round((now() - startedAt) / 1000) : 0,
+    ...(startedAt && vm?.state() === "running" ? { uptimeSeconds: Math.round((now() - startedAt) / 1000) } : {}),
     endpoints: await endpoints(),
-    haReachable,
-    usb: usb ? usb.attached() : [],
+    haUp: haReachable,
+    ...(config.ha.url ? { haUrl: config.ha.url } : {}),
+    usb: usb ? usb.attachedDevices().map((d) => ({ name: d.name ?? `${d.vendorId}:${d.productId}`, attached: true })) : [],
+    ...(activity ? { activity } : {}),
     restarts,
     ...(a.metricsUrl ? { metricsUrl: a.metricsUrl } : {}),
   });
@@ -112,8 +98,9 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
   const control = await startControlServer(paths.vm.controlSocket, {
     status: async () => ({ ok: true, ...(await status()) }),
     stop: async (req) => {
+      const done = new Promise<{ clean: boolean; stoppedBy: string | null }>((res) => stopWaiters.push(res));
       requestStop({ kind: "shutdown", source: "havm stop", force: Boolean(req.force) });
-      return { ok: true, pid: process.pid };
+      return { ok: true, ...(await done) };
     },
     "usb.list": async (req) => (usb ? usb.handlers()["usb.list"]!(req) : { ok: false, error: "the VM is not running yet" }),
     "usb.attach": async (req) => (usb ? usb.handlers()["usb.attach"]!(req) : { ok: false, error: "the VM is not running yet" }),
@@ -142,11 +129,11 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
   try {
     for (;;) {
       vm = await backend.create(spec);
-      recordChild(vm, lock);
       const handle = vm;
       const unsubscribe = handle.onEvent((e) => onVmEvent(e, metrics));
       metrics.setVmState(handle.state());
       await handle.start();
+      recordChild(handle, lock);
       startedAt = now();
       metrics.vmStarted();
       metrics.setVmState("running");
@@ -200,17 +187,11 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
 
       let result: ShutdownResult | undefined;
       if (pending && handle.state() !== "stopped") {
-        const why = pending.kind === "restart" ? `restart (${pending.reason})` : pending.source;
-        chain = runShutdownChain({
-          vm: handle,
-          config,
-          haApi,
-          log,
-          metrics,
-          reason: why,
-          force: pending.kind === "shutdown" && pending.force,
-        });
-        result = await chain.done;
+        activity = pending.kind === "restart" ? `restarting (${pending.reason})` : "shutting down";
+        const force = pending.kind === "shutdown" && pending.force;
+        const plan = planShutdown(shutdownInputFromConfig(config, paths.home, existsSync, { force }));
+        chain = startShutdown(plan, { vm: handle, haApi, ssh: sshExec, log, onStep: (step, r) => metrics.shutdownStep(step, r) });
+        result = await chain.result;
         chain = undefined;
       } else {
         await stoppedByItself;
@@ -225,19 +206,22 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
       if (reason?.kind === "restart") {
         restarts++;
         metrics.vmRestarted(reason.reason);
-        log.info("restarting the VM", { reason: reason.reason, cleanShutdown: result?.clean ?? false });
+        log.info("restarting the VM", { reason: reason.reason, cleanShutdown: result?.clean ?? true });
+        activity = undefined;
         continue;
       }
       if (reason?.kind === "shutdown") {
         exitCode = result?.clean ? ExitCode.ok : ExitCode.failure;
         log.info(result?.clean ? "Home Assistant shut down cleanly" : "the VM had to be forced off", {
-          step: result?.step ?? "none",
+          stoppedBy: result?.stoppedBy ?? "itself",
         });
+        for (const w of stopWaiters.splice(0)) w({ clean: result?.clean ?? true, stoppedBy: result?.stoppedBy ?? null });
       } else {
         const err = lastStopError;
         exitCode = err ? ExitCode.failure : ExitCode.ok;
         if (err) log.error("the VM stopped with an error", { error: err });
         else log.info("the guest powered itself off");
+        for (const w of stopWaiters.splice(0)) w({ clean: !err, stoppedBy: "guest" });
       }
       break;
     }
@@ -289,8 +273,9 @@ function onVmEvent(e: BackendEvent, metrics: HavmMetrics): void {
 
 /** Record the hypervisor child in the lock, so a later run can stop it if havm is killed. */
 function recordChild(vm: VmHandle, lock: VmLock): void {
-  const child = (vm as { childPid?: number; childProcStart?: string });
-  if (child.childPid) lock.update({ childPid: child.childPid, ...(child.childProcStart ? { childProcStart: child.childProcStart } : {}) });
+  if (!vm.pid) return;
+  const start = processStartTime(vm.pid);
+  lock.update({ childPid: vm.pid, ...(start ? { childProcStart: start } : {}) });
 }
 
 function writeRuntimeState(path: string, status: SupervisorStatus): void {

@@ -11,19 +11,26 @@ export const HOUR_MS = 60 * 60 * 1000;
 /** Label values of havm_vm_restarts_total{reason}. */
 export type RestartReason = "watchdog" | "schedule" | "user" | "guest";
 
+/** How long a restarted guest may take to boot before HA must answer (HAOS: 1-5 min, more after an update). */
+export const DEFAULT_BOOT_GRACE_MS = 10 * 60 * 1000;
+
 export interface WatchdogPolicy {
   enabled: boolean;
   unhealthyAfterMs: number;
   action: "restart" | "none";
   maxRestartsPerHour: number;
+  /** After a restart, until HA answered once: wait at least this long (so a short unhealthy_after cannot
+   *  restart a guest that is still booting). */
+  bootGraceMs: number;
 }
 
-export function watchdogPolicy(config: Config["watchdog"]): WatchdogPolicy {
+export function watchdogPolicy(config: Config["watchdog"], bootGraceMs = DEFAULT_BOOT_GRACE_MS): WatchdogPolicy {
   return {
     enabled: config.enabled,
     unhealthyAfterMs: config.unhealthy_after,
     action: config.action,
     maxRestartsPerHour: config.max_restarts_per_hour,
+    bootGraceMs,
   };
 }
 
@@ -56,7 +63,7 @@ export function unhealthyThresholdMs(policy: WatchdogPolicy, recentRestarts: num
  */
 export function decideWatchdog(
   policy: WatchdogPolicy,
-  health: Pick<HealthState, "up" | "everUp" | "unhealthySince">,
+  health: Pick<HealthState, "up" | "everUp" | "unhealthySince"> & { upSinceBoot?: boolean },
   restartTimes: readonly number[],
   now: number,
 ): WatchdogDecision {
@@ -66,7 +73,8 @@ export function decideWatchdog(
   const recent = restartsInLastHour(restartTimes, now);
   const since = Math.max(health.unhealthySince, recent.at(-1) ?? -Infinity);
   const unhealthyMs = Math.max(0, now - since);
-  const thresholdMs = unhealthyThresholdMs(policy, recent.length);
+  const booting = health.upSinceBoot === false;
+  const thresholdMs = Math.max(unhealthyThresholdMs(policy, recent.length), booting ? policy.bootGraceMs : 0);
   if (unhealthyMs < thresholdMs) return { kind: "waiting", unhealthyMs, thresholdMs };
   const forText = formatDuration(unhealthyMs);
   if (policy.action === "none") {
@@ -83,7 +91,8 @@ export function decideWatchdog(
         `in the last hour (max_restarts_per_hour: ${policy.maxRestartsPerHour}); next restart no earlier than ${new Date(retryAt).toISOString()}`,
     };
   }
-  return { kind: "restart", unhealthyMs, thresholdMs, message: `Home Assistant has not answered for ${forText}` };
+  const message = booting ? `Home Assistant has not answered since the VM restarted ${forText} ago` : `Home Assistant has not answered for ${forText}`;
+  return { kind: "restart", unhealthyMs, thresholdMs, message };
 }
 
 /** "5m", "1h 2m", "45s": for log lines. */

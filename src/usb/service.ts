@@ -188,7 +188,7 @@ export class UsbService {
           code: "usb.permission",
         });
       }
-      const ref = refFor(dev);
+      const ref = refFor(dev, host.devices);
       await this.deps.vm.attachUsb(ref);
       const entry = this.record(dev, ref, "user");
       // Remember after the attach worked: a device that never attached must not come back at every boot.
@@ -265,7 +265,7 @@ export class UsbService {
           continue;
         }
         try {
-          const ref = refFor(dev);
+          const ref = refFor(dev, host.devices);
           await this.deps.vm.attachUsb(ref);
           this.record(dev, ref, "remembered");
           this.deps.log.info("remembered usb accessory attached", { device: id, port: dev.port, name: dev.name });
@@ -322,11 +322,22 @@ function attachedKey(a: { vendorId: number; productId: number; serial?: string; 
   return a.port ? `port:${a.port}` : usbKey(a);
 }
 
-function refFor(d: { vendorId: number; productId: number; serial?: string; name?: string; bus?: number; address?: number }): UsbDeviceRef {
+/**
+ * What the backend needs to find the device. The host location (bus/address) is only given when identical
+ * devices (same ids, same or no serial) are plugged in: otherwise QEMU matches by ids and follows the stick
+ * when it is re-plugged and gets a new address.
+ */
+function refFor(
+  d: { vendorId: number; productId: number; serial?: string; name?: string; bus?: number; address?: number },
+  hostDevices: readonly HostUsbDevice[] = [],
+): UsbDeviceRef {
   const ref: UsbDeviceRef = { vendorId: d.vendorId, productId: d.productId };
   if (d.serial) ref.serial = d.serial;
-  if (d.bus !== undefined) ref.hostBus = d.bus;
-  if (d.address !== undefined) ref.hostAddr = d.address;
+  const twins = hostDevices.filter((h) => usbKey(h) === usbKey(d));
+  if (twins.length > 1 && d.bus !== undefined && d.address !== undefined) {
+    ref.hostBus = d.bus;
+    ref.hostAddr = d.address;
+  }
   if (d.name) ref.name = d.name;
   return ref;
 }

@@ -70,7 +70,7 @@ export function createProgress(label: string, opts: ProgressOptions = {}): Progr
       done = d;
       if (t !== undefined) total = t;
       const ts = now();
-      samples.push([ts, done]);
+      if (ts - samples[samples.length - 1]![0] >= 0.25) samples.push([ts, done]);
       if (mode === "bar") {
         if (ts - lastDraw < 0.1) return;
         lastDraw = ts;

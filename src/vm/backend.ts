@@ -47,6 +47,8 @@ export interface MemoryStats {
 
 export interface VmHandle {
   readonly backend: BackendName;
+  /** The hypervisor's process when it is a child of havm (qemu), for orphan cleanup after `kill -9`. */
+  readonly pid?: number | undefined;
   /** Boot the VM. Resolves when the hypervisor reports it running. */
   start(): Promise<void>;
   /** Ask the guest to power off (ACPI power button / requestStop). Resolves true if the request was delivered. */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { acquireImage, imageStats } from "../../src/image/acquire.ts";
@@ -115,9 +115,10 @@ describe("acquireImage", () => {
     using s = setup([stable()]);
     const size = statSync(xzMulti).size;
     const have = Math.floor(size * 0.6);
-    await Bun.write(join(s.paths.cacheDir, "haos_generic-x86-64-17.1.img.xz.part"), Bun.file(xzMulti).slice(0, have));
+    mkdirSync(s.paths.cacheDir, { recursive: true });
+    writeFileSync(join(s.paths.cacheDir, "haos_generic-x86-64-17.1.img.xz.part"), (await Bun.file(xzMulti).bytes()).subarray(0, have));
     const r = await acquireImage({ config: s.config, paths: s.paths, arch: "x86_64" });
-    expect(r).toMatchObject({ verified: true, downloadedBytes: size - have });
+    expect({ verified: r.verified, downloadedBytes: r.downloadedBytes }).toEqual({ verified: true, downloadedBytes: size - have });
     expect(s.server.requests.find((q) => q.path.startsWith("/download/"))!.range).toBe(`bytes=${have}-`);
     expect(await sha256File(r.imagePath)).toBe(imgSha);
   });
@@ -141,7 +142,7 @@ describe("acquireImage", () => {
   });
 
   test("a server that always stalls fails with a clear error and keeps the part for later", async () => {
-    using s = setup([stable()], { interrupt: () => ({ after: 1000, how: "stall" }) });
+    using s = setup([stable()], { interrupt: (i) => ({ after: i === 0 ? 1000 : 0, how: "stall" }) });
     const err = await acquireImage({ config: s.config, paths: s.paths, arch: "x86_64", download: { stallTimeoutMs: 200, retryDelayMs: 5, maxRetries: 1 } }).catch((e) => e);
     expect(err.code).toBe("download.failed");
     expect(err.message).toContain("no data for");
@@ -174,7 +175,8 @@ describe("acquireImage", () => {
   test("corrupt xz: clear error, nothing left behind", async () => {
     const bad = join(work, "corrupt.img.xz");
     const bytes = new Uint8Array(await Bun.file(xzMulti).arrayBuffer());
-    for (let i = 0; i < 64; i++) bytes[Math.floor(bytes.length / 2) + i] ^= 0x5a;
+    const mid = Math.floor(bytes.length / 2);
+    for (let i = 0; i < 64; i++) bytes[mid + i] = bytes[mid + i]! ^ 0x5a;
     writeFileSync(bad, bytes);
     using s = setup([stable({ file: bad, digest: null })]);
     const err = await acquireImage({ config: s.config, paths: s.paths, arch: "x86_64" }).catch((e) => e);
@@ -185,9 +187,10 @@ describe("acquireImage", () => {
 
   test("truncated xz: clear error, nothing left behind", async () => {
     const cut = join(work, "truncated.img.xz");
-    await Bun.write(cut, Bun.file(xzSingle).slice(0, statSync(xzSingle).size - 100));
+    writeFileSync(cut, (await Bun.file(xzSingle).bytes()).subarray(0, statSync(xzSingle).size - 100));
     using s = setup([stable({ file: cut, digest: null })]);
     const err = await acquireImage({ config: s.config, paths: s.paths, arch: "x86_64" }).catch((e) => e);
+    if (err.code !== "xz.truncated") console.error(err);
     expect(err.code).toBe("xz.truncated");
     expect(err.message).toContain("truncated");
     expect(cacheNames(s.paths)).toEqual([]);
@@ -195,7 +198,7 @@ describe("acquireImage", () => {
 
   test("concatenated xz streams decode to the concatenation", async () => {
     const cat = join(work, "cat.img.xz");
-    await Bun.write(cat, new Blob([Bun.file(xzMulti), Bun.file(xzSingle)]));
+    writeFileSync(cat, Buffer.concat([await Bun.file(xzMulti).bytes(), await Bun.file(xzSingle).bytes()]));
     using s = setup([stable({ file: cat, digest: `sha256:${await sha256File(cat)}` })]);
     const r = await acquireImage({ config: s.config, paths: s.paths, arch: "x86_64" });
     expect(statSync(r.imagePath).size).toBe(2 * statSync(img).size);

@@ -111,3 +111,24 @@ describe("HealthMonitor", () => {
     expect(h.unhealthyMs()).toBe(30_000);
   });
 });
+
+test("a probe in flight across stop() is dropped, not recorded", async () => {
+  const clock = new FakeClock(T0);
+  let release: (v: boolean) => void = () => {};
+  const h = new HealthMonitor({ probe: () => new Promise<boolean>((r) => (release = r)), clock, intervalMs: 1000, timeoutMs: 60_000, log: quiet });
+  const seen: boolean[] = [];
+  h.onProbe((s) => seen.push(s.up));
+  h.start();
+  await clock.advance(0);
+  h.stop();
+  release(false);
+  await clock.settle();
+  expect(seen).toEqual([]);
+  expect(h.state().probes).toBe(0);
+  h.start();
+  await clock.advance(0);
+  release(true);
+  await clock.settle();
+  expect(seen).toEqual([true]);
+  h.stop();
+});

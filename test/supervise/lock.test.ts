@@ -26,7 +26,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-// A separate bun process that takes the lock and reports one JSON line; holds it for HOLD_MS.
+// A separate bun process that takes the lock and reports one JSON line, then holds it.
 const HOLDER = `
 const { acquireVmLock } = await import(process.env.LOCK_MODULE);
 const startAt = Number(process.env.START_AT ?? 0);
@@ -34,7 +34,10 @@ if (startAt > Date.now()) Bun.sleepSync(startAt - Date.now());
 try {
   const lock = acquireVmLock(process.env.LOCK_PATH);
   console.log(JSON.stringify({ ok: true, pid: process.pid }));
-  await Bun.sleep(Number(process.env.HOLD_MS ?? 600000));
+  // Hold until RELEASE_FILE appears (the test decides), or for HOLD_MS.
+  const until = Date.now() + Number(process.env.HOLD_MS ?? 600000);
+  const release = process.env.RELEASE_FILE;
+  while (Date.now() < until && !(release && (await Bun.file(release).exists()))) await Bun.sleep(20);
   lock.release();
 } catch (e) {
   console.log(JSON.stringify({ ok: false, exitCode: e.exitCode, message: e.message }));
@@ -248,15 +251,18 @@ describe("acquireVmLock", () => {
     acquireVmLock(path).release();
     if (stale) writeFileSync(path, JSON.stringify({ pid: await deadPid(), startedAt: "", procStart: "gone", hostname: "h" }));
     const startAt = String(Date.now() + 1500);
-    const racers = Array.from({ length: 4 }, () => spawnHolder(path, { START_AT: startAt, HOLD_MS: "2000" }));
+    const releaseFile = join(dir, `release-${n++}`);
+    const racers = Array.from({ length: 4 }, () => spawnHolder(path, { START_AT: startAt, RELEASE_FILE: releaseFile }));
     const reports = await Promise.all(racers.map(firstLine));
+    const holder = readVmLock(path)?.pid;
+    writeFileSync(releaseFile, ""); // every racer has reported: now the winner may let go
     const winners = reports.filter((r) => r.ok);
     expect(winners.length).toBe(1);
+    expect(holder).toBe(winners[0]!.pid!);
     for (const r of reports.filter((r) => !r.ok)) {
       expect(r.exitCode).toBe(3);
       expect(r.message).toContain(`pid ${winners[0]!.pid}`);
     }
-    expect(readVmLock(path)?.pid).toBe(winners[0]!.pid!);
     await Promise.all(racers.map((r) => r.exited));
     expect(existsSync(path)).toBe(false);
     expect(readdirSync(join(path, ".."))).toEqual([]);

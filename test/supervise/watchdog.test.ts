@@ -7,7 +7,7 @@ import { FakeClock } from "./fake-clock.ts";
 
 const MIN = 60_000;
 const T0 = Date.UTC(2026, 10, 25, 3, 0, 0);
-const on: WatchdogPolicy = { enabled: true, unhealthyAfterMs: 5 * MIN, action: "restart", maxRestartsPerHour: 3 };
+const on: WatchdogPolicy = { enabled: true, unhealthyAfterMs: 5 * MIN, action: "restart", maxRestartsPerHour: 3, bootGraceMs: 10 * MIN };
 
 describe("decideWatchdog (pure)", () => {
   const down = (since: number) => ({ up: false, everUp: true, unhealthySince: since });
@@ -23,6 +23,9 @@ describe("decideWatchdog (pure)", () => {
     ["cap reached", { ...on, maxRestartsPerHour: 2 }, down(0), [10 * MIN, 25 * MIN], 50 * MIN, "capped"],
     ["restarts older than an hour do not count", { ...on, maxRestartsPerHour: 1 }, down(0), [10 * MIN], 10 * MIN + HOUR_MS + 1, "restart"],
     ["the stretch never counts from before the last restart", on, down(0), [30 * MIN], 39 * MIN, "waiting"],
+    ["a restarted guest gets its boot grace before HA answered once", { ...on, unhealthyAfterMs: MIN }, { ...down(0), upSinceBoot: false }, [], 9 * MIN, "waiting"],
+    ["... and is restarted when it never comes back", { ...on, unhealthyAfterMs: MIN }, { ...down(0), upSinceBoot: false }, [], 10 * MIN, "restart"],
+    ["once HA answered after the boot, unhealthy_after applies again", { ...on, unhealthyAfterMs: MIN }, { ...down(0), upSinceBoot: true }, [], MIN, "restart"],
   ];
   for (const [name, policy, health, restarts, now, want] of rows) {
     test(name, () => expect(decideWatchdog(policy, health, restarts, now).kind).toBe(want as never));
@@ -40,7 +43,7 @@ describe("decideWatchdog (pure)", () => {
   });
 
   test("policy from config", () => {
-    expect(watchdogPolicy(defaultConfig().watchdog)).toEqual({ enabled: false, unhealthyAfterMs: 5 * MIN, action: "restart", maxRestartsPerHour: 3 });
+    expect(watchdogPolicy(defaultConfig().watchdog)).toEqual({ enabled: false, unhealthyAfterMs: 5 * MIN, action: "restart", maxRestartsPerHour: 3, bootGraceMs: 10 * MIN });
   });
 
   test("formatDuration", () => {

@@ -30,12 +30,8 @@ describe("selectBackend", () => {
     expect((e as HavmError).code).toBe("backend.vz.missing");
   });
 
-  test.skipIf(!vzPresent)("darwin loads the vz module lazily (a backend, or a clear error off macOS)", async () => {
-    const r = await selectBackend(defaultConfig(), resolvePaths({ HOME: "/Users/test" }, "darwin"), "darwin").then(
-      (b) => b.name,
-      (e) => e,
-    );
-    if (typeof r === "string") expect(r).toBe("vz");
-    else expect(r).toBeInstanceOf(HavmError);
+  test.skipIf(!vzPresent)("darwin -> vz, loaded lazily (no native code touched until used)", async () => {
+    const b = await selectBackend(defaultConfig(), resolvePaths({ HOME: "/Users/test" }, "darwin"), "darwin");
+    expect(b.name).toBe("vz");
   });
 });

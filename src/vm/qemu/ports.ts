@@ -7,20 +7,6 @@ import type { PortForward } from "../spec.ts";
  *  the observer (4357). */
 export const GUEST_PORTS = [8123, 80, 22222, 22, 4357] as const;
 
-/** One free TCP port on `host`, as chosen by the kernel. */
-export function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen({ host, port: 0, exclusive: true }, () => {
-      const addr = server.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      server.close(() => (port ? resolve(port) : reject(new Error("no port from the kernel"))));
-    });
-  });
-}
-
 /**
  * Pick distinct free host ports for `guestPorts`. All listeners are held open together so the kernel
  * cannot hand out the same port twice, then closed.

@@ -14,6 +14,7 @@ import type { VmPaths } from "../../config/paths.ts";
 import type { Config } from "../../config/schema.ts";
 import { HavmError, ExitCode, errorMessage } from "../../util/errors.ts";
 import { log } from "../../util/log.ts";
+import { writeFileAtomic } from "../../util/fs.ts";
 import { launchArgv, qemuArgs, qemuBinaryName, type QemuAccel } from "./args.ts";
 import { chooseAccel, probeKvm, type AccelMode, type KvmVerdict } from "./accel.ts";
 import { ensureNvram, findFirmware, type FirmwarePair } from "./firmware.ts";
@@ -97,6 +98,37 @@ export async function qemuVersion(binary: string): Promise<string | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * qemuVersion, remembered in the cache dir per binary (path, size, mtime): spawning QEMU costs 10-20 ms,
+ * which is most of `havm version`'s start-up budget. An upgraded QEMU changes size or mtime.
+ */
+export async function cachedQemuVersion(binary: string, cacheDir: string | undefined): Promise<string | undefined> {
+  if (!cacheDir) return qemuVersion(binary);
+  const file = join(cacheDir, "qemu-version.json");
+  let key: string;
+  try {
+    const st = statSync(binary);
+    key = `${binary}|${st.size}|${st.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+  try {
+    const cached = JSON.parse(readFileSync(file, "utf8")) as { key?: string; version?: string };
+    if (cached.key === key && cached.version) return cached.version;
+  } catch {
+    // no cache yet, or unreadable: ask QEMU
+  }
+  const version = await qemuVersion(binary);
+  if (version) {
+    try {
+      writeFileAtomic(file, JSON.stringify({ key, version }) + "\n");
+    } catch {
+      // a read-only cache dir only costs time
+    }
+  }
+  return version;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -316,7 +348,7 @@ export class QemuBackend implements Backend {
     let binary: string | undefined;
     try {
       binary = findQemuBinary(arch, this.opts.qemu?.binary);
-      details.push(`${qemuBinaryName(arch)} ${(await qemuVersion(binary)) ?? "(version unknown)"} at ${binary}`);
+      details.push(`${qemuBinaryName(arch)} ${(await cachedQemuVersion(binary, this.opts.cacheDir)) ?? "(version unknown)"} at ${binary}`);
     } catch (e) {
       details.push(errorMessage(e));
       hints.push((e as HavmError).hint ?? "");

@@ -98,9 +98,10 @@ export class GuestAgentClient {
               if (msg.return === syncId) {
                 synced = true;
                 const request = JSON.stringify(args ? { execute: command, arguments: args } : { execute: command }) + "\n";
-                // Without an answer to wait for, resolve once the bytes left us (destroy() would drop them).
+                // Without an answer to wait for (guest-shutdown sends none on success), resolve after a short
+                // grace period, unless an error answer comes first. Closing at once could drop our bytes.
                 s.write(request, () => {
-                  if (!expectAnswer) resolve(undefined as T);
+                  if (!expectAnswer) setTimeout(() => resolve(undefined as T), Math.min(500, timeoutMs / 2));
                 });
               }
               continue;

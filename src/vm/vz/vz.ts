@@ -8,7 +8,7 @@ import type { Backend, BackendEvent, BackendProbe, Endpoint, HostLimits, MemoryS
 import type { UsbDeviceRef, VmSpec } from "../spec.ts";
 import { HavmError, ExitCode, errnoCode, errorMessage } from "../../util/errors.ts";
 import { log } from "../../util/log.ts";
-import { openVz, VzEntitlement, VzNativeError, VzRawState, VzStatus, type VzNative, type VzVmNative } from "../../ffi/vz.ts";
+import { openVz, VzEntitlement, VzNativeError, VzRawState, VzStatus, type VzAccessory, type VzNative, type VzVmNative } from "../../ffi/vz.ts";
 import { guestIpFromArp, guestIpFromLeases } from "../../guest/leases.ts";
 import { vzIgnoredFeatures, vzSpecJson } from "./translate.ts";
 
@@ -75,6 +75,14 @@ export function createVzMachineIdentifier(): Uint8Array {
 /** Whether the framework accepts these bytes as a VZGenericMachineIdentifier. */
 export function validateVzMachineIdentifier(bytes: Uint8Array): boolean {
   return openVz().validateMachineIdentifier(bytes);
+}
+
+/**
+ * The USB accessories the user assigned to havm (macOS 27, AccessoryAccess), for `havm usb list`.
+ * Throws a VzNativeError whose message and hint name the build tier when this binary cannot do USB.
+ */
+export function listVzUsbAccessories(): VzAccessory[] {
+  return openVz().usbList();
 }
 
 interface Pending {

@@ -1,11 +1,13 @@
 // Golden argv for representative specs. Regenerate with UPDATE_GOLDEN=1 after an intended change, and
 // review the diff: every line is something the guest sees.
 import { describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync, existsSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { VmSpec } from "../../../src/vm/spec.ts";
 import { cacheMode, escapeOptionValue, launchArgv, qemuArgs, type QemuHostFacts } from "../../../src/vm/qemu/args.ts";
 import { HavmError } from "../../../src/util/errors.ts";
+import { QmpClient } from "../../../src/vm/qemu/qmp.ts";
 
 const GOLDEN = join(import.meta.dir, "golden");
 const VM = "/home/u/.local/share/havm/vm";
@@ -144,4 +146,43 @@ describe("qemu argv properties", () => {
     expect(launchArgv("/usr/bin/qemu", ["-S"], "/usr/bin/setpriv")).toEqual(["/usr/bin/setpriv", "--pdeathsig", "KILL", "--", "/usr/bin/qemu", "-S"]);
     expect(launchArgv("/usr/bin/qemu", ["-S"])).toEqual(["/usr/bin/qemu", "-S"]);
   });
+});
+
+// The goldens must also be argv that the real QEMU accepts: run them with -S (no guest code runs) and
+// check the monitor answers. aarch64 needs qemu-system-aarch64 (Debian: qemu-system-arm); bridge needs a
+// bridge, so those two are only compared as text.
+const QEMU_X86 = Bun.which("qemu-system-x86_64");
+describe.skipIf(!QEMU_X86 || !existsSync("/usr/share/OVMF/OVMF_CODE_4M.fd"))("real QEMU accepts the x86_64 goldens", () => {
+  for (const name of ["x86_64-nat-config", "x86_64-minimal"]) {
+    test(name, async () => {
+      const tmp = mkdtempSync(join(tmpdir(), "havm-golden-"));
+      try {
+        mkdirSync(join(tmp, "a,b"));
+        for (const f of ["haos.img", "config.img", "a,b/haos.img"]) writeFileSync(join(tmp, f), new Uint8Array(1024 * 1024));
+        copyFileSync("/usr/share/OVMF/OVMF_VARS_4M.fd", join(tmp, "NVRAM"));
+        const argv = readFileSync(join(GOLDEN, `${name}.argv`), "utf8")
+          .trimEnd()
+          .split("\n")
+          .map((a) => a.replaceAll(VM, tmp).replaceAll("/tmp/a,,b", `${tmp}/a,,b`))
+          .map((a) => a.replace(/hostfwd=tcp:127\.0\.0\.1:\d+-/g, "hostfwd=tcp:127.0.0.1:0-"));
+        const proc = Bun.spawn([QEMU_X86!, ...argv], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+        let qmp: QmpClient | undefined;
+        for (let i = 0; i < 100 && !qmp && proc.exitCode === null; i++) {
+          qmp = await QmpClient.connect(join(tmp, "qmp.sock"), { timeoutMs: 1000 }).catch(() => undefined);
+          if (!qmp) await Bun.sleep(50);
+        }
+        if (!qmp) {
+          proc.kill("SIGKILL");
+          throw new Error(`QEMU refused the golden argv: ${await new Response(proc.stderr as ReadableStream).text()}`);
+        }
+        const st = await qmp.execute<{ status: string }>("query-status");
+        expect(st.status).toBe("prelaunch");
+        await qmp.execute("quit").catch(() => undefined);
+        expect(await proc.exited).toBe(0);
+        qmp.close();
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+      }
+    }, 30_000);
+  }
 });

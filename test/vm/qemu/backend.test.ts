@@ -12,6 +12,7 @@ import { findFirmware } from "../../../src/vm/qemu/firmware.ts";
 import { HavmError } from "../../../src/util/errors.ts";
 
 const QEMU = Bun.which("qemu-system-x86_64");
+const HELPER = ["/usr/lib/qemu/qemu-bridge-helper", "/usr/libexec/qemu-bridge-helper"].find((p) => existsSync(p));
 const canBoot = !!QEMU && existsSync("/usr/share/OVMF/OVMF_CODE_4M.fd") && process.arch === "x64";
 
 let dir: string;
@@ -142,9 +143,8 @@ describe.skipIf(!canBoot)("QEMU process handling (real QEMU, firmware only)", ()
     await vm.close();
   }, 60_000);
 
-  test("bridge mode: when QEMU's bridge helper refuses, the error says what to change", async () => {
-    const helper = ["/usr/lib/qemu/qemu-bridge-helper", "/usr/libexec/qemu-bridge-helper"].find((p) => existsSync(p));
-    if (!helper) return; // qemu-system-common not installed: nothing to run
+  test.skipIf(!HELPER)("bridge mode: when QEMU's bridge helper refuses, the error says what to change", async () => {
+    const helper = HELPER!;
     const vmDir = join(dir, "vm");
     mkdirSync(vmDir, { recursive: true });
     writeFileSync(vmPaths(vmDir).disk, new Uint8Array(1024 * 1024));
@@ -180,6 +180,33 @@ describe.skipIf(!canBoot)("QEMU process handling (real QEMU, firmware only)", ()
     } finally {
       server.stop(true);
     }
+  }, 60_000);
+
+  test("stale sockets are replaced; QEMU killed from outside -> stopped-with-error; restart; close() kills", async () => {
+    const vmDir = join(dir, "vm");
+    const p = vmPaths(vmDir);
+    mkdirSync(vmDir, { recursive: true });
+    writeFileSync(p.disk, new Uint8Array(1024 * 1024));
+    writeFileSync(p.qmpSocket, "left over by a killed run");
+    const vm = (await new QemuBackend({ qemu: { accel: "tcg" }, paths: p }).create(
+      tinySpec(vmDir, { balloon: false, entropy: false, watchdog: false }),
+    )) as QemuVm;
+    const events: BackendEvent[] = [];
+    vm.onEvent((ev) => events.push(ev));
+    await vm.start();
+    const pid1 = vm.pid!;
+    process.kill(pid1, "SIGKILL");
+    await vm.stopped();
+    expect(vm.state()).toBe("stopped");
+    const err = events.find((ev) => ev.type === "stopped-with-error");
+    expect(err && err.type === "stopped-with-error" && err.message).toContain("SIGKILL");
+    await vm.start();
+    const pid2 = vm.pid!;
+    expect(pid2).not.toBe(pid1);
+    expect(vm.state()).toBe("running");
+    await vm.close();
+    expect(existsSync(`/proc/${pid2}`)).toBe(false);
+    expect(vm.state()).toBe("stopped");
   }, 60_000);
 
   test("USB: attaching a device that is not connected fails clearly; VM keeps running; balloon answers", async () => {

@@ -2,7 +2,7 @@
 // Checks: NVRAM created from the template on the first start and the same file reused on the second
 // (the guest's own NVRAM probe counts the boots it finds there), the stable MAC in argv, host forwards on
 // 127.0.0.1 reaching the guest's HTTP port, the CONFIG stick imported over USB, requestStop (ACPI power
-// button) and forceStop, stopped() resolving, QEMU's pid exposed.
+// button), stopped() resolving, QEMU's pid exposed. (forceStop is covered on a firmware-only VM in backend.test.ts.)
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -144,9 +144,8 @@ describe.skipIf(skipReason !== undefined)("QEMU backend boots a UEFI guest", () 
     expect(Buffer.compare(readFileSync(paths.nvram), readFileSync(OVMF_VARS))).not.toBe(0);
   }, 400_000);
 
-  test("second boot reuses the same NVRAM file; forceStop stops it at once", async () => {
+  test("second boot reuses the same NVRAM file and the same MAC", async () => {
     const ino = statSync(paths.nvram).ino;
-    const before = readFileSync(paths.nvram);
     const vm = (await backend.create(specFor(paths, false))) as QemuVm;
     await vm.start();
     try {
@@ -154,19 +153,16 @@ describe.skipIf(skipReason !== undefined)("QEMU backend boots a UEFI guest", () 
       expect(vm.argv).toContain(`virtio-net-pci,netdev=net0,id=nic0,mac=${MAC}`);
       const ep = await vm.endpoint(8123);
       await waitHttp(ep!.port, 180_000);
-      const t0 = performance.now();
-      await vm.forceStop();
-      await vm.stopped();
-      expect(performance.now() - t0).toBeLessThan(10_000);
-      expect(vm.state()).toBe("stopped");
+      expect(await vm.requestStop()).toBe(true);
+      await Promise.race([vm.stopped(), Bun.sleep(120_000).then(() => Promise.reject(new Error("guest did not power off")))]);
     } finally {
+      await vm.forceStop();
       await vm.close();
     }
+    expect(statSync(paths.nvram).ino).toBe(ino);
     const rec = await readGuestRecord(paths.disk);
     expect(rec.bootCount).toBe(2);
-    // The guest found the variable from boot 1 in the store it booted with.
+    // The guest found the variable it created on boot 1 in the store it booted with.
     expect(rec.nvramPreviousBoots).toBe(1);
-    expect(rec.clean).toBe(false); // a hard stop: the guest recorded no clean shutdown
-    expect(before.length).toBe(statSync(paths.nvram).size);
   }, 400_000);
 });

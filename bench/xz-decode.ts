@@ -1,0 +1,138 @@
+// Benchmark: havm's .xz decode path vs native xz, on a HAOS-shaped image.
+//   bun bench/xz-decode.ts [--size-mib 1024] [--every 6] [--reps 2] [--work DIR]
+// Builds an image (mostly zeros, some incompressible data, some text), compresses it like HAOS
+// (`xz -3 -T0`, multi-block) and single-block (`xz -3 -T1`), then times, for each file:
+//   havm   acquireImage with haos.image = the local .xz (sha256 + liblzma decode + sparse write), in a child
+//   fetch  (multi-block only) the full first-run pass over loopback HTTP: fetch + sha256 + decode + sparse write
+//   native `xz -dc -T0 file > out` (the baseline) and `xz -dc -T0 file > /dev/null` (pure decode)
+// and prints the ratio havm/native (target <= 1.05) and each havm child's peak RSS (target < 200 MB).
+import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { compressXz, writeShapedImage } from "../test/image/fixtures/shaped-image.ts";
+
+const MIB = 1024 * 1024;
+
+if (process.argv[2] === "--child") {
+  await child(process.argv[3] as "havm" | "fetch", process.argv[4]!, process.argv[5]!);
+  process.exit(0);
+}
+
+const { values } = parseArgs({
+  options: {
+    "size-mib": { type: "string", default: "1024" },
+    every: { type: "string", default: "6" },
+    reps: { type: "string", default: "2" },
+    work: { type: "string", default: "/tmp/havm-bench-xz" },
+  },
+});
+const sizeMiB = Number(values["size-mib"]);
+const every = Number(values.every);
+const reps = Number(values.reps);
+const work = values.work!;
+mkdirSync(work, { recursive: true });
+
+const img = join(work, `shaped-${sizeMiB}-${every}.img`);
+const multi = join(work, `shaped-${sizeMiB}-${every}-multi.img.xz`);
+const single = join(work, `shaped-${sizeMiB}-${every}-single.img.xz`);
+if (!existsSync(single)) {
+  console.log(`building a ${sizeMiB} MiB HAOS-shaped image and compressing it (once; kept in ${work})...`);
+  const shaped = writeShapedImage(img, sizeMiB, { dataEvery: every });
+  console.log(`  data ${(shaped.dataBytes / MIB).toFixed(0)} MiB, zero blocks ${(100 - (shaped.dataBytes / shaped.size) * 100).toFixed(0)}%`);
+  compressXz(img, multi, true);
+  compressXz(img, single, false);
+}
+const blockCount = (f: string) => Bun.spawnSync(["xz", "--robot", "-lv", f]).stdout.toString().split("\n").filter((l) => l.startsWith("block\t")).length;
+
+function timeShell(cmd: string): number {
+  const t = performance.now();
+  const r = Bun.spawnSync(["sh", "-c", cmd], { stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${cmd}: ${r.stderr.toString()}`);
+  return (performance.now() - t) / 1000;
+}
+
+function runChild(mode: "havm" | "fetch", xz: string, out: string): { seconds: number; rssMB: number } {
+  const r = Bun.spawnSync(["bun", import.meta.path, "--child", mode, xz, out], { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`child ${mode} failed: ${r.stderr.toString()}`);
+  return JSON.parse(r.stdout.toString().trim().split("\n").at(-1)!);
+}
+
+const rows: string[] = [];
+for (const [label, xz] of [
+  ["multi-block (xz -3 -T0)", multi],
+  ["single-block (xz -3 -T1)", single],
+] as const) {
+  const outNative = join(work, "native.out");
+  const outHavm = join(work, "havm-out");
+  let native = Infinity;
+  let nativeNull = Infinity;
+  let havm = { seconds: Infinity, rssMB: 0 };
+  let fetchPass = { seconds: Infinity, rssMB: 0 };
+  for (let i = 0; i < reps; i++) {
+    rmSync(outNative, { force: true });
+    native = Math.min(native, timeShell(`xz -dc -T0 '${xz}' > '${outNative}'`));
+    nativeNull = Math.min(nativeNull, timeShell(`xz -dc -T0 '${xz}' > /dev/null`));
+    rmSync(outHavm, { recursive: true, force: true });
+    const h = runChild("havm", xz, outHavm);
+    if (h.seconds < havm.seconds) havm = { seconds: h.seconds, rssMB: Math.max(h.rssMB, havm.rssMB) };
+    else havm.rssMB = Math.max(havm.rssMB, h.rssMB);
+    if (xz === multi) {
+      rmSync(outHavm, { recursive: true, force: true });
+      const f = runChild("fetch", xz, outHavm);
+      fetchPass = { seconds: Math.min(f.seconds, fetchPass.seconds), rssMB: Math.max(f.rssMB, fetchPass.rssMB) };
+    }
+  }
+  // The havm output must be the same bytes as xz's.
+  rmSync(outHavm, { recursive: true, force: true });
+  runChild("havm", xz, outHavm);
+  const decoded = Bun.spawnSync(["sh", "-c", `ls '${outHavm}'/.cache/havm/*.img`]).stdout.toString().trim();
+  const same = Bun.spawnSync(["cmp", "-s", decoded, outNative]).exitCode === 0;
+  const size = statSync(outNative).size;
+  const mbps = (s: number) => `${(size / 1e6 / s).toFixed(0)} MB/s`;
+  rows.push(
+    `${label}: ${blockCount(xz)} block(s), ${(statSync(xz).size / MIB).toFixed(0)} MiB -> ${(size / MIB).toFixed(0)} MiB, output identical: ${same ? "yes" : "NO"}`,
+    `  native xz -dc -T0 > file     ${native.toFixed(2)} s  ${mbps(native)}`,
+    `  native xz -dc -T0 > /dev/null ${nativeNull.toFixed(2)} s  ${mbps(nativeNull)}`,
+    `  havm decode (sha256+lzma+sparse) ${havm.seconds.toFixed(2)} s  ${mbps(havm.seconds)}  peak RSS ${havm.rssMB.toFixed(0)} MB`,
+    `  ratio havm / native(file)    ${(havm.seconds / native).toFixed(3)}  (target <= 1.05)`,
+    `  ratio havm / native(null)    ${(havm.seconds / nativeNull).toFixed(3)}`,
+  );
+  if (xz === multi) rows.push(`  havm first run over loopback HTTP (fetch+sha256+decode+sparse) ${fetchPass.seconds.toFixed(2)} s  ${mbps(fetchPass.seconds)}  peak RSS ${fetchPass.rssMB.toFixed(0)} MB`);
+  rmSync(outNative, { force: true });
+  rmSync(outHavm, { recursive: true, force: true });
+}
+console.log(rows.join("\n"));
+
+async function child(mode: "havm" | "fetch", xz: string, home: string): Promise<void> {
+  const { acquireImage } = await import("../src/image/acquire.ts");
+  const { resolvePaths } = await import("../src/config/paths.ts");
+  const { defaultConfig } = await import("../src/config/schema.ts");
+  const { configureLogger } = await import("../src/util/log.ts");
+  configureLogger({ level: "warning" });
+  const paths = resolvePaths({ HOME: home }, "linux");
+  const config = defaultConfig();
+  let server: ReturnType<typeof Bun.serve> | undefined;
+  if (mode === "havm") {
+    config.haos.image = xz;
+  } else {
+    const digest = `sha256:${new Bun.CryptoHasher("sha256").update(await Bun.file(xz).bytes()).digest("hex")}`;
+    const size = statSync(xz).size;
+    server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(req) {
+        const p = new URL(req.url).pathname;
+        if (p.startsWith("/api/")) return Response.json({ assets: [{ name: "haos_generic-x86-64-1.0.img.xz", size, digest }] });
+        return new Response(Bun.file(xz));
+      },
+    });
+    const base = `http://127.0.0.1:${server.port}`;
+    Object.assign(config.haos, { version: "1.0", releases_api: `${base}/api`, download_url: `${base}/dl` });
+  }
+  const t = performance.now();
+  await acquireImage({ config, paths, arch: "x86_64" });
+  const seconds = (performance.now() - t) / 1000;
+  server?.stop(true);
+  // maxRSS is in kilobytes (Linux and macOS in Node's normalisation).
+  console.log(JSON.stringify({ seconds, rssMB: (process.resourceUsage().maxRSS * 1024) / 1e6 }));
+}
