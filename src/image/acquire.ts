@@ -2,7 +2,7 @@
 // fetch -> sha256 -> .xz decode (liblzma, multi-threaded) -> sparse write. The compressed file is kept as
 // `haos_<board>-<version>.img.xz` and the decoded one as `haos_<board>-<version>.img` (as the original tool
 // does). Nothing is renamed into place before the stream ended cleanly and the digest matched.
-import { closeSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeSync } from "node:fs";
+import { closeSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
 import type { HavmPaths } from "../config/paths.ts";
@@ -87,7 +87,9 @@ export async function acquireImage(opts: AcquireOptions): Promise<AcquiredImage>
     return { imagePath: imgPath, version, board, verified: exists(xzPath + VERIFIED_SUFFIX), downloadedBytes: 0, source: "cache" };
   }
 
-  const expected = await lookupAsset(config, version, basename(xzPath), fetchFn, opts.signal);
+  // A download verified earlier carries its digest in a sidecar: no need to ask the API again.
+  const known = readVerifiedDigest(xzPath);
+  const expected = known ? { sha256: known } : await lookupAsset(config, version, basename(xzPath), fetchFn, opts.signal);
 
   if (exists(xzPath)) {
     // Downloaded before, decoded image gone (deleted, or a crash between the two renames): decode again.
@@ -115,6 +117,16 @@ export async function acquireImage(opts: AcquireOptions): Promise<AcquiredImage>
 
 // ---------------------------------------------------------------------------------------------------------
 // Version and asset metadata
+
+function readVerifiedDigest(xzPath: string): string | undefined {
+  if (!exists(xzPath)) return undefined;
+  try {
+    const m = /^([0-9a-f]{64})\b/.exec(readFileSync(xzPath + VERIFIED_SUFFIX, "utf8"));
+    return m?.[1];
+  } catch {
+    return undefined;
+  }
+}
 
 async function fetchJson(url: string, fetchFn: typeof fetch, signal: AbortSignal | undefined): Promise<unknown> {
   const timeout = AbortSignal.timeout(METADATA_TIMEOUT_MS);

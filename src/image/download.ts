@@ -50,6 +50,13 @@ class HttpStatusError extends Error {
   }
 }
 
+/** Wraps an error thrown by onChunk so it is passed through, never retried. */
+class ConsumerFailure extends Error {
+  constructor(readonly error: unknown) {
+    super("consumer failed");
+  }
+}
+
 /** The server would not resume (416 with a different size): the caller must start over. */
 export class RangeNotSatisfiableError extends HavmError {
   constructor(url: string) {
@@ -143,7 +150,11 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             chunk = chunk.subarray(drop);
             if (chunk.length === 0) continue;
           }
-          await opts.onChunk(chunk, pos);
+          try {
+            await opts.onChunk(chunk, pos);
+          } catch (e) {
+            throw new ConsumerFailure(e);
+          }
           pos += chunk.length;
         }
       } finally {
@@ -152,6 +163,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       if (total !== undefined && pos < total) throw new Error(`connection closed after ${pos} of ${total} bytes`);
       return { bytes: pos, downloaded: pos - start, total, attempts };
     } catch (e) {
+      if (e instanceof ConsumerFailure) throw e.error; // the caller's own failure (disk full, corrupt data): not a network problem
       if (opts.signal?.aborted) throw opts.signal.reason ?? e;
       const reason = ctl.signal.aborted && ctl.signal.reason instanceof StallError ? ctl.signal.reason : e;
       const transient = reason instanceof StallError || (reason instanceof HttpStatusError ? reason.transient : !(reason instanceof HavmError));

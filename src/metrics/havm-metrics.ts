@@ -19,6 +19,7 @@ export class HavmMetrics {
   private readonly now: () => number;
   private vmStartedAt: number | undefined;
   private haUnhealthySince: number | undefined;
+  private unhealthySeconds: (() => number) | undefined;
 
   readonly buildInfo = this.registry.gauge("havm_build_info", "havm build: version and VM backend (always 1).", ["version", "backend"]);
   readonly vmState = this.registry.gauge("havm_vm_state", "VM state: 1 for the current state, 0 for the others.", ["state"]);
@@ -67,7 +68,9 @@ export class HavmMetrics {
     this.registry.onCollect(() => {
       const t = this.now();
       this.vmUptime.set(this.vmStartedAt === undefined ? 0 : Math.max(0, (t - this.vmStartedAt) / 1000));
-      this.haUnhealthy.set(this.haUnhealthySince === undefined ? 0 : Math.max(0, (t - this.haUnhealthySince) / 1000));
+      this.haUnhealthy.set(
+        this.unhealthySeconds ? this.unhealthySeconds() : this.haUnhealthySince === undefined ? 0 : Math.max(0, (t - this.haUnhealthySince) / 1000),
+      );
     });
   }
 
@@ -92,6 +95,11 @@ export class HavmMetrics {
     this.haProbeDuration.observe(durationSeconds);
     if (up) this.haUnhealthySince = undefined;
     else this.haUnhealthySince ??= this.now();
+  }
+
+  /** Take havm_ha_unhealthy_seconds from the health monitor, which counts only after HA was up once. */
+  unhealthySecondsFrom(source: () => number): void {
+    this.unhealthySeconds = source;
   }
 
   shutdownStep(step: string, result: string): void {

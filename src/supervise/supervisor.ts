@@ -11,13 +11,13 @@ import { createHaApi, haBaseUrls, type HaApi } from "../guest/ha-api.ts";
 import { planShutdown, shutdownInputFromConfig, startShutdown, type RunningShutdown, type ShutdownResult } from "./shutdown.ts";
 import { startControlServer, type StatusReply } from "./control.ts";
 import { sshExec } from "../guest/ssh.ts";
-import { createHealthMonitor, type HealthMonitor } from "./health.ts";
+import { HealthMonitor } from "./health.ts";
 import { createWatchdog } from "./watchdog.ts";
 import { createRebootSchedule } from "./schedule.ts";
 import { UsbRegistry } from "../usb/registry.ts";
 import { listHostUsbDevices } from "../usb/host.ts";
 import { createUsbService, type UsbService } from "../usb/service.ts";
-import { ExitCode, errorMessage } from "../util/errors.ts";
+import { ExitCode, HavmError, errorMessage } from "../util/errors.ts";
 import { log } from "../util/log.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { existsSync, rmSync } from "node:fs";
@@ -76,9 +76,42 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
     return out;
   };
   const haUrls = async () => (vm ? haBaseUrls(config.ha.url, [await vm.endpoint(GUEST_PORTS.haNew), await vm.endpoint(GUEST_PORTS.ha)]) : []);
+  // The URL HA last answered on. A forwarded NAT port accepts connections even when nothing listens in the
+  // guest, so the shutdown call must go where HA really is, not to every candidate port.
+  let liveHaUrl: string | undefined;
 
   const usbRegistry = new UsbRegistry(paths.vm.usbRegistry);
   let usb: UsbService | undefined;
+
+  const usbNow = (): UsbService => {
+    if (usb) return usb;
+    throw new HavmError(`the VM is not running right now${activity ? ` (${activity})` : ""}`, { hint: "Try again in a moment.", exitCode: ExitCode.busy, code: "usb.not-running" });
+  };
+
+  // One health monitor and one watchdog for the supervisor's life: the restart cap and backoff must
+  // survive the restarts they cause. The monitor probes only while a VM runs.
+  const health = new HealthMonitor({
+    probe: async () => {
+      const r = await haApi.probe(await haUrls(), 5000);
+      if (r.up && r.url) liveHaUrl = r.url;
+      return r;
+    },
+    intervalMs: config.watchdog.probe_interval,
+    now,
+    onResult: (r) => {
+      metrics.haProbed(r.up, r.durationSeconds);
+      if (r.up !== haReachable) log.info(r.up ? "Home Assistant is answering" : "Home Assistant stopped answering", r.up ? { url: r.url } : { error: r.error });
+      haReachable = r.up;
+    },
+  });
+  metrics.unhealthySecondsFrom(() => health.unhealthyMs() / 1000);
+  const watchdog = createWatchdog({
+    config: config.watchdog,
+    health,
+    now,
+    onRestart: (reason) => requestStop({ kind: "restart", reason }),
+    log,
+  });
 
   const status = async (): Promise<SupervisorStatus> => ({
     pid: process.pid,
@@ -102,9 +135,9 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
       requestStop({ kind: "shutdown", source: "havm stop", force: Boolean(req.force) });
       return { ok: true, ...(await done) };
     },
-    "usb.list": async (req) => (usb ? usb.handlers()["usb.list"]!(req) : { ok: false, error: "the VM is not running yet" }),
-    "usb.attach": async (req) => (usb ? usb.handlers()["usb.attach"]!(req) : { ok: false, error: "the VM is not running yet" }),
-    "usb.detach": async (req) => (usb ? usb.handlers()["usb.detach"]!(req) : { ok: false, error: "the VM is not running yet" }),
+    "usb.list": async (req) => usbNow().handlers()["usb.list"]!(req),
+    "usb.attach": async (req) => usbNow().handlers()["usb.attach"]!(req),
+    "usb.detach": async (req) => usbNow().handlers()["usb.detach"]!(req),
   });
 
   // Signals: the first SIGTERM/SIGINT starts the graceful chain; a second SIGINT forces the stop.
@@ -150,23 +183,7 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
       });
       void usb.reattachRemembered().catch((e) => log.warn("re-attaching remembered USB accessories failed", { error: errorMessage(e) }));
 
-      const health: HealthMonitor = createHealthMonitor({
-        probe: async () => haApi.probe(await haUrls(), 5000),
-        intervalMs: config.watchdog.probe_interval,
-        now,
-        onResult: (r) => {
-          metrics.haProbed(r.up, r.durationSeconds);
-          if (r.up !== haReachable) log.info(r.up ? "Home Assistant is answering" : "Home Assistant stopped answering", r.up ? { url: r.url } : { error: r.error });
-          haReachable = r.up;
-        },
-      });
-      const watchdog = createWatchdog({
-        config: config.watchdog,
-        health,
-        now,
-        onRestart: (reason) => requestStop({ kind: "restart", reason }),
-        log,
-      });
+      health.start();
       const schedule = config.schedule.reboot
         ? createRebootSchedule({ at: config.schedule.reboot, now, onReboot: () => requestStop({ kind: "restart", reason: "schedule" }), log })
         : undefined;
@@ -181,7 +198,6 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
         if (r === "stopped") break;
       }
       health.stop();
-      watchdog.stop();
       schedule?.stop();
       clearInterval(memoryPoll);
 
@@ -189,7 +205,8 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
       if (pending && handle.state() !== "stopped") {
         activity = pending.kind === "restart" ? `restarting (${pending.reason})` : "shutting down";
         const force = pending.kind === "shutdown" && pending.force;
-        const plan = planShutdown(shutdownInputFromConfig(config, paths.home, existsSync, { force }));
+        const input = shutdownInputFromConfig(config, paths.home, existsSync, { force });
+        const plan = planShutdown({ ...input, haUrl: input.haUrl ?? liveHaUrl });
         chain = startShutdown(plan, { vm: handle, haApi, ssh: sshExec, log, onStep: (step, r) => metrics.shutdownStep(step, r) });
         result = await chain.result;
         chain = undefined;
@@ -206,6 +223,7 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
       if (reason?.kind === "restart") {
         restarts++;
         metrics.vmRestarted(reason.reason);
+        health.vmRestarted();
         log.info("restarting the VM", { reason: reason.reason, cleanShutdown: result?.clean ?? true });
         activity = undefined;
         continue;
@@ -226,6 +244,8 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
       break;
     }
   } finally {
+    health.stop();
+    watchdog.stop();
     clearInterval(keepAlive);
     process.off("SIGTERM", onSigterm);
     process.off("SIGINT", onSigint);

@@ -45,6 +45,8 @@ export interface UsbDeviceRef {
   hostBus?: number;
   hostAddr?: number;
   name?: string;
+  /** macOS AccessoryAccess registry id (decimal u64), to tell identical sticks apart. */
+  registryId?: string;
 }
 
 export interface VmSpec {

@@ -236,3 +236,28 @@ describe("acquireImage", () => {
     expect(await sha256File(r.imagePath)).toBe(imgSha);
   });
 });
+
+describe("acquireImage from a cached download", () => {
+  test("a cached .img.xz without its .img is decoded again, verified by its sidecar, without the API", async () => {
+    using s = setup([stable()], { apiStatus: 500 }, { version: "17.1", verify: "strict" });
+    mkdirSync(s.paths.cacheDir, { recursive: true });
+    const xzPath = join(s.paths.cacheDir, "haos_generic-x86-64-17.1.img.xz");
+    writeFileSync(xzPath, await Bun.file(xzMulti).bytes());
+    writeFileSync(xzPath + ".sha256", `${xzMultiSha}  haos_generic-x86-64-17.1.img.xz\n`);
+    const r = await acquireImage({ config: s.config, paths: s.paths, arch: "x86_64" });
+    expect(r).toMatchObject({ source: "cache", verified: true });
+    expect(await sha256File(r.imagePath)).toBe(imgSha);
+    expect(s.server.requests).toEqual([]);
+  });
+
+  test("a cached .img.xz that does not match its digest is deleted", async () => {
+    using s = setup([stable()], {}, { version: "17.1" });
+    mkdirSync(s.paths.cacheDir, { recursive: true });
+    const xzPath = join(s.paths.cacheDir, "haos_generic-x86-64-17.1.img.xz");
+    writeFileSync(xzPath, await Bun.file(xzSingle).bytes()); // valid xz, wrong file (size differs too)
+    const err = await acquireImage({ config: s.config, paths: s.paths, arch: "x86_64" }).catch((e) => e);
+    expect(err.code).toMatch(/^download\.(digest|size)$/);
+    expect(err.message).toContain("deleted");
+    expect(cacheNames(s.paths)).toEqual([]);
+  });
+});
