@@ -2,11 +2,11 @@
 //   bun bench/xz-decode.ts [--size-mib 1024] [--every 6] [--reps 2] [--work DIR]
 // Builds an image (mostly zeros, some incompressible data, some text), compresses it like HAOS
 // (`xz -3 -T0`, multi-block) and single-block (`xz -3 -T1`), then times, for each file:
-//   havm   acquireImage with haos.image = the local .xz (sha256 + liblzma decode + sparse write), in a child
+//   havm   acquireImage with haos.image = the local .xz (liblzma decode + sparse write + fsync), in a child
 //   fetch  (multi-block only) the full first-run pass over loopback HTTP: fetch + sha256 + decode + sparse write
 //   native `xz -dc -T0 file > out` (the baseline) and `xz -dc -T0 file > /dev/null` (pure decode)
 // and prints the ratio havm/native (target <= 1.05) and each havm child's peak RSS (target < 200 MB).
-import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { compressXz, writeShapedImage } from "../test/image/fixtures/shaped-image.ts";
@@ -14,7 +14,7 @@ import { compressXz, writeShapedImage } from "../test/image/fixtures/shaped-imag
 const MIB = 1024 * 1024;
 
 if (process.argv[2] === "--child") {
-  await child(process.argv[3] as "havm" | "fetch", process.argv[4]!, process.argv[5]!);
+  await child(process.argv[3] as "havm" | "fetch", process.argv[4]!, process.argv[5]!, process.argv[6]!);
   process.exit(0);
 }
 
@@ -51,10 +51,27 @@ function timeShell(cmd: string): number {
   return (performance.now() - t) / 1000;
 }
 
-function runChild(mode: "havm" | "fetch", xz: string, out: string): { seconds: number; rssMB: number } {
-  const r = Bun.spawnSync(["bun", import.meta.path, "--child", mode, xz, out], { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`child ${mode} failed: ${r.stderr.toString()}`);
-  return JSON.parse(r.stdout.toString().trim().split("\n").at(-1)!);
+// The loopback "GitHub" runs here, in the parent, so the child's RSS is havm's alone. It serves `served`.
+let served = "";
+const server = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  async fetch(req) {
+    if (new URL(req.url).pathname.startsWith("/api/")) {
+      const h = new Bun.CryptoHasher("sha256");
+      for await (const c of Bun.file(served).stream()) h.update(c);
+      const digest = `sha256:${h.digest("hex")}`;
+      return Response.json({ assets: [{ name: "haos_generic-x86-64-1.0.img.xz", size: statSync(served).size, digest }] });
+    }
+    return new Response(Bun.file(served));
+  },
+});
+
+async function runChild(mode: "havm" | "fetch", xz: string, out: string): Promise<{ seconds: number; rssMB: number }> {
+  const p = Bun.spawn(["bun", import.meta.path, "--child", mode, xz, out, `http://127.0.0.1:${server.port}`], { stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`child ${mode} failed: ${stderr}`);
+  return JSON.parse(stdout.trim().split("\n").at(-1)!);
 }
 
 const rows: string[] = [];
@@ -68,23 +85,34 @@ for (const [label, xz] of [
   let nativeNull = Infinity;
   let havm = { seconds: Infinity, rssMB: 0 };
   let fetchPass = { seconds: Infinity, rssMB: 0 };
+  let nativePipe = Infinity;
+  const hasCurl = Bun.spawnSync(["sh", "-c", "command -v curl"]).exitCode === 0;
   for (let i = 0; i < reps; i++) {
     rmSync(outNative, { force: true });
     native = Math.min(native, timeShell(`xz -dc -T0 '${xz}' > '${outNative}'`));
     nativeNull = Math.min(nativeNull, timeShell(`xz -dc -T0 '${xz}' > /dev/null`));
     rmSync(outHavm, { recursive: true, force: true });
-    const h = runChild("havm", xz, outHavm);
+    const h = await runChild("havm", xz, outHavm);
     if (h.seconds < havm.seconds) havm = { seconds: h.seconds, rssMB: Math.max(h.rssMB, havm.rssMB) };
     else havm.rssMB = Math.max(havm.rssMB, h.rssMB);
     if (xz === multi) {
       rmSync(outHavm, { recursive: true, force: true });
-      const f = runChild("fetch", xz, outHavm);
+      served = xz;
+      const f = await runChild("fetch", xz, outHavm);
       fetchPass = { seconds: Math.min(f.seconds, fetchPass.seconds), rssMB: Math.max(f.rssMB, fetchPass.rssMB) };
+      if (hasCurl) {
+        // The native equivalent of the first run: download while decoding (no hash, nothing kept).
+        const t = performance.now();
+        const p = Bun.spawn(["sh", "-c", `curl -sf 'http://127.0.0.1:${server.port}/dl' | xz -dc -T0 > '${outNative}.pipe'`]);
+        if ((await p.exited) !== 0) throw new Error("curl | xz failed");
+        nativePipe = Math.min(nativePipe, (performance.now() - t) / 1000);
+        rmSync(`${outNative}.pipe`, { force: true });
+      }
     }
   }
   // The havm output must be the same bytes as xz's.
   rmSync(outHavm, { recursive: true, force: true });
-  runChild("havm", xz, outHavm);
+  await runChild("havm", xz, outHavm);
   const decoded = Bun.spawnSync(["sh", "-c", `ls '${outHavm}'/.cache/havm/*.img`]).stdout.toString().trim();
   const same = Bun.spawnSync(["cmp", "-s", decoded, outNative]).exitCode === 0;
   const size = statSync(outNative).size;
@@ -93,17 +121,21 @@ for (const [label, xz] of [
     `${label}: ${blockCount(xz)} block(s), ${(statSync(xz).size / MIB).toFixed(0)} MiB -> ${(size / MIB).toFixed(0)} MiB, output identical: ${same ? "yes" : "NO"}`,
     `  native xz -dc -T0 > file     ${native.toFixed(2)} s  ${mbps(native)}`,
     `  native xz -dc -T0 > /dev/null ${nativeNull.toFixed(2)} s  ${mbps(nativeNull)}`,
-    `  havm decode (sha256+lzma+sparse) ${havm.seconds.toFixed(2)} s  ${mbps(havm.seconds)}  peak RSS ${havm.rssMB.toFixed(0)} MB`,
+    `  havm decode (lzma+sparse write+fsync) ${havm.seconds.toFixed(2)} s  ${mbps(havm.seconds)}  peak RSS ${havm.rssMB.toFixed(0)} MB`,
     `  ratio havm / native(file)    ${(havm.seconds / native).toFixed(3)}  (target <= 1.05)`,
     `  ratio havm / native(null)    ${(havm.seconds / nativeNull).toFixed(3)}`,
   );
-  if (xz === multi) rows.push(`  havm first run over loopback HTTP (fetch+sha256+decode+sparse) ${fetchPass.seconds.toFixed(2)} s  ${mbps(fetchPass.seconds)}  peak RSS ${fetchPass.rssMB.toFixed(0)} MB`);
+  if (xz === multi) {
+    rows.push(`  havm first run over loopback HTTP (fetch+sha256+keep .xz+decode+sparse+fsync) ${fetchPass.seconds.toFixed(2)} s  ${mbps(fetchPass.seconds)}  peak RSS ${fetchPass.rssMB.toFixed(0)} MB`);
+    if (hasCurl) rows.push(`  native curl | xz -dc -T0 > file ${nativePipe.toFixed(2)} s  ${mbps(nativePipe)}  ratio havm/native ${(fetchPass.seconds / nativePipe).toFixed(3)}`);
+  }
   rmSync(outNative, { force: true });
   rmSync(outHavm, { recursive: true, force: true });
 }
 console.log(rows.join("\n"));
+server.stop(true);
 
-async function child(mode: "havm" | "fetch", xz: string, home: string): Promise<void> {
+async function child(mode: "havm" | "fetch", xz: string, home: string, base: string): Promise<void> {
   const { acquireImage } = await import("../src/image/acquire.ts");
   const { resolvePaths } = await import("../src/config/paths.ts");
   const { defaultConfig } = await import("../src/config/schema.ts");
@@ -111,28 +143,22 @@ async function child(mode: "havm" | "fetch", xz: string, home: string): Promise<
   configureLogger({ level: "warning" });
   const paths = resolvePaths({ HOME: home }, "linux");
   const config = defaultConfig();
-  let server: ReturnType<typeof Bun.serve> | undefined;
-  if (mode === "havm") {
-    config.haos.image = xz;
-  } else {
-    const digest = `sha256:${new Bun.CryptoHasher("sha256").update(await Bun.file(xz).bytes()).digest("hex")}`;
-    const size = statSync(xz).size;
-    server = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      fetch(req) {
-        const p = new URL(req.url).pathname;
-        if (p.startsWith("/api/")) return Response.json({ assets: [{ name: "haos_generic-x86-64-1.0.img.xz", size, digest }] });
-        return new Response(Bun.file(xz));
-      },
-    });
-    const base = `http://127.0.0.1:${server.port}`;
+  if (mode === "havm") config.haos.image = xz;
+  else {
     Object.assign(config.haos, { version: "1.0", releases_api: `${base}/api`, download_url: `${base}/dl` });
   }
   const t = performance.now();
   await acquireImage({ config, paths, arch: "x86_64" });
   const seconds = (performance.now() - t) / 1000;
-  server?.stop(true);
-  // maxRSS is in kilobytes (Linux and macOS in Node's normalisation).
-  console.log(JSON.stringify({ seconds, rssMB: (process.resourceUsage().maxRSS * 1024) / 1e6 }));
+  console.log(JSON.stringify({ seconds, rssMB: peakRssBytes() / 1e6 }));
+}
+
+/** This process's peak RSS. Linux: VmHWM (getrusage's maxrss survives exec, so a child would report its
+ * parent's peak); elsewhere maxRSS (kilobytes). */
+function peakRssBytes(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+    if (m) return Number(m[1]) * 1024;
+  } catch {}
+  return process.resourceUsage().maxRSS * 1024;
 }

@@ -9,6 +9,7 @@ import { HavmError, ExitCode, errnoCode, inputError } from "../util/errors.ts";
 import { exists, fsyncDir, tempPathFor } from "../util/fs.ts";
 import { log } from "../util/log.ts";
 import { isPidAlive, tempOwnerPid } from "../image/cache.ts";
+import { createProgress } from "../util/progress.ts";
 import { copyFileSparse } from "./copy.ts";
 
 export interface PersistentDiskOptions {
@@ -52,7 +53,9 @@ export async function preparePersistentDisk(opts: PersistentDiskOptions): Promis
 
   const tmp = tempPathFor(diskPath);
   try {
-    const { method } = await copyFileSparse(imagePath, tmp, { onProgress: opts.onProgress });
+    const progress = opts.onProgress ? undefined : createProgress("Creating the disk", { total: image.size });
+    const { method } = await copyFileSparse(imagePath, tmp, { onProgress: opts.onProgress ?? ((d, t) => progress?.update(d, t)) });
+    progress?.finish();
     if (diskSizeBytes > image.size) grow(tmp, diskSizeBytes);
     linkSync(tmp, diskPath); // fails if a disk appeared meanwhile: never replace one
     rmSync(tmp, { force: true });

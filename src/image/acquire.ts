@@ -276,9 +276,28 @@ interface PassInput {
 }
 
 interface PassResult {
-  sha256: string;
+  sha256?: string;
   verified: boolean;
   downloaded: number;
+}
+
+/** Starts fdatasync on libuv's thread pool every FLUSH_EVERY bytes, so a final fsync has little left to do. */
+class BackgroundFlush {
+  private pending = 0;
+  private inFlight: Promise<void> | undefined;
+  constructor(private readonly fd: number) {}
+
+  wrote(bytes: number): void {
+    this.pending += bytes;
+    if (this.pending < FLUSH_EVERY || this.inFlight) return;
+    this.pending = 0;
+    this.inFlight = new Promise<void>((done) => fdatasync(this.fd, () => done())).finally(() => (this.inFlight = undefined));
+  }
+
+  /** Wait for a flush in flight (before fsync or close). */
+  async settle(): Promise<void> {
+    await this.inFlight;
+  }
 }
 
 /**
@@ -289,9 +308,10 @@ interface PassResult {
 class SparseWriter {
   pos = 0;
   dataBytes = 0;
-  private unflushed = 0;
-  private flushing: Promise<void> | undefined;
-  constructor(private readonly fd: number) {}
+  private readonly flush: BackgroundFlush;
+  constructor(private readonly fd: number) {
+    this.flush = new BackgroundFlush(fd);
+  }
 
   write(buf: Uint8Array): void {
     const b = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
@@ -312,24 +332,20 @@ class SparseWriter {
       let off = start;
       while (off < i) off += writeSync(this.fd, b, off, i - off, this.pos + off);
       this.dataBytes += i - start;
-      this.unflushed += i - start;
+      this.flush.wrote(i - start);
     }
     this.pos += b.length;
-    if (this.unflushed >= FLUSH_EVERY && !this.flushing) {
-      this.unflushed = 0;
-      this.flushing = new Promise<void>((done) => fdatasync(this.fd, () => done())).finally(() => (this.flushing = undefined));
-    }
   }
 
   async finish(): Promise<void> {
-    await this.flushing;
+    await this.flush.settle();
     ftruncateSync(this.fd, this.pos);
     fsyncSync(this.fd);
   }
 
   /** Wait for a background flush before the descriptor is closed. */
   async settle(): Promise<void> {
-    await this.flushing;
+    await this.flush.settle();
   }
 }
 
@@ -339,12 +355,14 @@ async function streamPass(p: PassInput): Promise<PassResult> {
   const tmpImg = tempPathFor(p.imgPath);
   const imgFd = openSync(tmpImg, "wx", 0o644);
   const writer = new SparseWriter(imgFd);
-  const hasher = new Bun.CryptoHasher("sha256");
+  // Hash only what can be checked or recorded: a download (its digest may be published, and is kept in a
+  // sidecar when it matched) or a cached file with a known digest. A user's local .xz needs none.
+  const hasher = p.url || p.expected?.sha256 ? new Bun.CryptoHasher("sha256") : undefined;
   const name = basename(p.xzFinal ?? p.localXz ?? p.imgPath);
   const decoder = p.raw ? undefined : new XzDecoder((out) => writer.write(out), { name });
   let decodeMs = 0;
   const consume = (chunk: Uint8Array): void => {
-    hasher.update(chunk);
+    hasher?.update(chunk);
     if (!decoder) return writer.write(chunk);
     const t = performance.now();
     decoder.feed(chunk);
@@ -352,6 +370,7 @@ async function streamPass(p: PassInput): Promise<PassResult> {
   };
   const part = p.xzFinal ? p.xzFinal + PART_SUFFIX : undefined;
   let partFd: number | undefined;
+  let partFlush: BackgroundFlush | undefined;
   let release: (() => void) | undefined;
   let downloaded = 0;
   let imgClosed = false;
@@ -381,6 +400,7 @@ async function streamPass(p: PassInput): Promise<PassResult> {
           await streamFile(part, consume); // re-hash and re-decode what is already here
         }
         partFd = openSync(part, "a", 0o644);
+        partFlush = new BackgroundFlush(partFd);
       }
       const progress = createProgress(p.label, { total: p.expected?.size });
       let total = p.expected?.size;
@@ -402,6 +422,7 @@ async function streamPass(p: PassInput): Promise<PassResult> {
           if (partFd !== undefined) {
             let off = 0;
             while (off < chunk.length) off += writeSync(partFd, chunk, off, chunk.length - off);
+            partFlush?.wrote(chunk.length);
           }
           consume(chunk);
           downloaded += chunk.length;
@@ -418,7 +439,7 @@ async function streamPass(p: PassInput): Promise<PassResult> {
       decoder.finish();
       decodeMs += performance.now() - t;
     }
-    const sha256 = hasher.digest("hex");
+    const sha256 = hasher?.digest("hex");
     const size = p.localXz ? statSync(p.localXz).size : part && partFd !== undefined ? fstatSync(partFd).size : undefined;
     if (p.expected?.size !== undefined && size !== undefined && size !== p.expected.size) {
       throw new DigestMismatchError(`${name} has ${size} bytes, the release says ${p.expected.size}; deleted the downloaded file`, {
@@ -443,6 +464,7 @@ async function streamPass(p: PassInput): Promise<PassResult> {
     }
     // Into place: the compressed file (and its verified digest), then the decoded image.
     if (part && p.xzFinal && partFd !== undefined) {
+      await partFlush?.settle();
       fsyncSync(partFd);
       closeSync(partFd);
       partFd = undefined;
@@ -462,6 +484,7 @@ async function streamPass(p: PassInput): Promise<PassResult> {
     });
     return { sha256, verified, downloaded };
   } catch (e) {
+    await partFlush?.settle();
     if (partFd !== undefined) closeSync(partFd);
     await writer.settle();
     if (!imgClosed) closeSync(imgFd);

@@ -1,5 +1,6 @@
 // One HTTP download as a stream of chunks: resumes with Range, retries transient failures with backoff,
 // aborts a connection that stalls. The caller consumes each chunk (writes, hashes, decodes) in order.
+import { closeSync, openSync, readSync } from "node:fs";
 import { HavmError, errorMessage } from "../util/errors.ts";
 import { log } from "../util/log.ts";
 
@@ -72,14 +73,26 @@ export function parseContentRange(header: string | null): { start?: number; tota
   return { start: m[1] !== undefined ? Number(m[1]) : undefined, total: m[2] !== "*" ? Number(m[2]) : undefined };
 }
 
-const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** setTimeout that an abort signal cuts short (a ^C during a 30 s backoff must not wait). */
+function sleepUnlessAborted(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      signal?.removeEventListener("abort", done);
+      clearTimeout(timer);
+      if (signal?.aborted) reject(signal.reason);
+      else resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
 
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   const fetchFn = opts.fetch ?? fetch;
   const stallMs = opts.stallTimeoutMs ?? 30_000;
   const maxRetries = opts.maxRetries ?? 5;
   const baseDelay = opts.retryDelayMs ?? 1000;
-  const sleep = opts.sleep ?? defaultSleep;
+  const sleep = opts.sleep ?? ((ms: number) => sleepUnlessAborted(ms, opts.signal));
   const start = opts.offset ?? 0;
   let pos = start;
   let total: number | undefined;
@@ -155,6 +168,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
           } catch (e) {
             throw new ConsumerFailure(e);
           }
+          arm(); // time spent consuming is not the server's stall
           pos += chunk.length;
         }
       } finally {
@@ -191,12 +205,24 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   }
 }
 
-/** Feed a file's bytes to a consumer in order (used to re-hash and re-decode a partial download). */
+/**
+ * Feed a file's bytes to a consumer in order (a local .xz, or a partial download to re-hash and re-decode).
+ * Reads into one reused 1 MiB buffer: the consumer must not keep the chunk after it returns.
+ */
 export async function streamFile(path: string, onChunk: (chunk: Uint8Array) => void | Promise<void>): Promise<number> {
+  const fd = openSync(path, "r");
+  const buf = new Uint8Array(1024 * 1024);
   let n = 0;
-  for await (const chunk of Bun.file(path).stream()) {
-    await onChunk(chunk);
-    n += chunk.length;
+  try {
+    for (let i = 1; ; i++) {
+      const got = readSync(fd, buf, 0, buf.length, null);
+      if (got <= 0) break;
+      await onChunk(buf.subarray(0, got));
+      n += got;
+      if (i % 64 === 0) await new Promise((r) => setImmediate(r)); // let timers and signals run
+    }
+  } finally {
+    closeSync(fd);
   }
   return n;
 }

@@ -37,14 +37,15 @@ export interface ControlServer {
  */
 export async function startControlServer(path: string, handlers: Record<string, ControlHandler>): Promise<ControlServer> {
   await removeStaleSocket(path);
-  const sockets = new Set<Socket>();
+  // Each connection's queue of replies still to write, so close() can let them out first.
+  const sockets = new Map<Socket, () => Promise<void>>();
   const server: Server = createServer((socket) => {
-    sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
     let buf = "";
     // Responses go out in request order even when handlers finish out of order.
     let chain = Promise.resolve();
+    sockets.set(socket, () => chain);
     socket.on("data", (d) => {
       buf += d.toString("utf8");
       if (buf.length > MAX_LINE && !buf.includes("\n")) {
@@ -59,7 +60,7 @@ export async function startControlServer(path: string, handlers: Record<string, 
         const answer = dispatch(line, handlers);
         chain = chain.then(async () => {
           const res = await answer;
-          if (!socket.destroyed) socket.write(JSON.stringify(res) + "\n");
+          if (!socket.destroyed) await new Promise<void>((done) => socket.write(JSON.stringify(res) + "\n", () => done()));
         });
       }
     });
@@ -82,9 +83,13 @@ export async function startControlServer(path: string, handlers: Record<string, 
   server.on("error", (e) => log.warn(`control socket error: ${errorMessage(e)}`));
   return {
     path,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
+    close: async () => {
+      // Replies already decided (e.g. `stop` answering how the shutdown went) go out before the sockets do;
+      // a handler that never finishes cannot hold the exit up for more than a second.
+      const pending = Promise.all([...sockets.values()].map((c) => c().catch(() => {})));
+      await Promise.race([pending, new Promise((r) => setTimeout(r, 1000))]);
+      await new Promise<void>((resolve) => {
+        for (const s of sockets.keys()) s.destroy();
         server.close(() => {
           try {
             unlinkSync(path);
@@ -93,7 +98,8 @@ export async function startControlServer(path: string, handlers: Record<string, 
           }
           resolve();
         });
-      }),
+      });
+    },
   };
 }
 

@@ -163,7 +163,11 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
     for (;;) {
       vm = await backend.create(spec);
       const handle = vm;
-      const unsubscribe = handle.onEvent((e) => onVmEvent(e, metrics));
+      let stopError: string | undefined;
+      const unsubscribe = handle.onEvent((e) => {
+        if (e.type === "stopped-with-error") stopError = e.message;
+        logVmEvent(e, metrics);
+      });
       metrics.setVmState(handle.state());
       await handle.start();
       recordChild(handle, lock);
@@ -235,7 +239,7 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
         });
         for (const w of stopWaiters.splice(0)) w({ clean: result?.clean ?? true, stoppedBy: result?.stoppedBy ?? null });
       } else {
-        const err = lastStopError;
+        const err = stopError;
         exitCode = err ? ExitCode.failure : ExitCode.ok;
         if (err) log.error("the VM stopped with an error", { error: err });
         else log.info("the guest powered itself off");
@@ -260,16 +264,14 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
   return exitCode;
 }
 
-let lastStopError: string | undefined;
-
-function onVmEvent(e: BackendEvent, metrics: HavmMetrics): void {
+function logVmEvent(e: BackendEvent, metrics: HavmMetrics): void {
   switch (e.type) {
     case "state":
       metrics.setVmState(e.state);
       log.debug("VM state", { state: e.state });
       break;
     case "stopped-with-error":
-      lastStopError = e.message;
+      log.error("the hypervisor reports an error", { error: e.message });
       break;
     case "guest-stopped":
       log.info("the guest powered off");

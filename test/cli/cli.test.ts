@@ -79,7 +79,7 @@ describe("a broken config", () => {
       mkdirSync(join(home, ".config/havm"), { recursive: true });
       writeFileSync(join(home, ".config/havm/config.yml"), text);
       const before = tree(home);
-      const r = runHavm(["run"], { home, env: { NO_COLOR: "1" } });
+      const r = runHavm(["run"], { home, binary, env: { NO_COLOR: "1" } });
       expect(r.stderr).toMatch(message);
       expect(r.stderr).toContain("hint:");
       expect(r.exitCode).toBe(2);

@@ -246,7 +246,8 @@ if [ -n "$dev" ] && mount -t ext4 -o noatime "$dev" $D; then
   echo $(( $(cat /sys/class/block/${disk#/dev/}/size) * 512 )) > $D/disk_size
   echo $(( $(cat /sys/class/block/${dev#/dev/}/size) * 512 )) > $D/data_size
   df -k $D | awk 'NR==2{print $2*1024}' > $D/fs_size
-  echo "boot $n previous=$prev disk=$(cat $D/disk_size) data=$(cat $D/data_size) expanded=$grown" >> $D/history
+  cat /sys/class/net/$IF/address > $D/mac 2>/dev/null
+  echo "boot $n previous=$prev disk=$(cat $D/disk_size) data=$(cat $D/data_size) expanded=$grown mac=$(cat $D/mac)" >> $D/history
   sync
   log "data mounted ($dev) boot_count=$n previous_shutdown=$prev"
 else
@@ -289,7 +290,7 @@ rm -f /root/.ssh/authorized_keys
 if [ -f $D/ssh/authorized_keys ]; then
   cp $D/ssh/authorized_keys /root/.ssh/authorized_keys; chmod 600 /root/.ssh/authorized_keys
 fi
-sync
+data-checkpoint
 log "sysinit done"
 EOF
 chmod 755 "$R/etc/rc.sysinit"
@@ -319,10 +320,22 @@ if [ ! -s /root/.ssh/authorized_keys ]; then exec sleep 2147483647; fi
 K=/mnt/data/dropbear; mkdir -p $K
 [ -f $K/ed25519 ] || dropbearkey -t ed25519 -f $K/ed25519 >/dev/null 2>&1
 [ -f $K/ecdsa ] || dropbearkey -t ecdsa -f $K/ecdsa >/dev/null 2>&1
+data-checkpoint
 echo "MINIHAOS: dropbear starting on 22222 [$(cut -d' ' -f1 /proc/uptime)s]" > /dev/console
 exec dropbear -F -E -s -p 22222 -r $K/ed25519 -r $K/ecdsa 2>>/var/log/dropbear.log
 EOF
 chmod 755 "$R/usr/sbin/ssh-svc"
+
+# After the boot-time writes: flush the ext4 journal (a freeze checkpoints it), so that after a hard stop
+# the host reads the record with debugfs (which ignores the journal) and its edits are not undone by a
+# journal replay at the next mount.
+cat > "$R/usr/sbin/data-checkpoint" <<'EOF'
+#!/bin/sh
+sync
+grep -q " /mnt/data " /proc/mounts && fsfreeze --freeze /mnt/data && fsfreeze --unfreeze /mnt/data
+exit 0
+EOF
+chmod 755 "$R/usr/sbin/data-checkpoint"
 
 # systemd-like shutdown: no time argument means "+1" minute, like systemd.
 cat > "$R/sbin/shutdown" <<'EOF'
@@ -403,7 +416,7 @@ case "$method $path" in
   "GET /api/") reply "200 OK" "application/json" '{"message":"API running."}' ;;
   "GET /api/config") reply "200 OK" "application/json" '{"location_name":"Home","version":"2025.1.0","state":"RUNNING"}' ;;
   "GET /api/minihaos/state")
-    reply "200 OK" "application/json" "{\"boot_count\":$(num $D/boot_count),\"previous_shutdown\":\"$(cat /run/prev_shutdown)\",\"nvram_previous_boots\":$(num /run/nvram_prev_boots),\"config_imported\":\"$(cat /run/config_imported)\",\"ssh_keys\":$([ -s /root/.ssh/authorized_keys ] && echo true || echo false),\"hostname\":\"$(hostname)\",\"ip\":\"$(cat /run/ip 2>/dev/null)\",\"disk_size\":$(num $D/disk_size),\"data_size\":$(num $D/data_size),\"fs_size\":$(num $D/fs_size),\"expanded\":\"$(cat /run/expanded)\",\"ignore_acpi\":$([ -e $D/ignore_acpi ] && echo true || echo false),\"uptime\":\"$(cut -d' ' -f1 /proc/uptime)\"}" ;;
+    reply "200 OK" "application/json" "{\"boot_count\":$(num $D/boot_count),\"previous_shutdown\":\"$(cat /run/prev_shutdown)\",\"nvram_previous_boots\":$(num /run/nvram_prev_boots),\"config_imported\":\"$(cat /run/config_imported)\",\"ssh_keys\":$([ -s /root/.ssh/authorized_keys ] && echo true || echo false),\"hostname\":\"$(hostname)\",\"ip\":\"$(cat /run/ip 2>/dev/null)\",\"mac\":\"$(cat $D/mac 2>/dev/null)\",\"disk_size\":$(num $D/disk_size),\"data_size\":$(num $D/data_size),\"fs_size\":$(num $D/fs_size),\"expanded\":\"$(cat /run/expanded)\",\"ignore_acpi\":$([ -e $D/ignore_acpi ] && echo true || echo false),\"uptime\":\"$(cut -d' ' -f1 /proc/uptime)\"}" ;;
   "POST /api/services/hassio/host_shutdown"|"POST /api/services/hassio/host_reboot")
     act=poweroff; case "$path" in *reboot) act=reboot ;; esac
     echo api > /run/shutdown_reason
@@ -456,7 +469,7 @@ echo 0 > "$W/data/shutdown_delay"
 touch "$W/data/ignore_acpi"     # the default of generic HAOS images
 : > "$W/data/history"
 # -O ^resize_inode would forbid online growth beyond 1024x; keep the default (resize_inode) for growfs.
-mke2fs -q -F -t ext4 -L hassos-data -E root_owner=0:0 -d "$W/data" "$W/data.img" ${DATA_MB}M
+mke2fs -q -F -t ext4 -L hassos-data -E root_owner=0:0 -d "$W/data" "$W/data.img" ${DATA_MB}M >/dev/null
 t "data fs built"
 
 # ---------------------------------------------------------------- 6. GPT disk

@@ -131,6 +131,7 @@ describe.skipIf(!!noBoot)(`two boots under QEMU TCG${noBoot ? ` (skipped: ${noBo
       const s = await state(g);
       expect(s.hostname).toBe("homeassistant");
       expect(s.ip).toMatch(/^10\.0\.2\.\d+$/); // DHCP from QEMU's user network
+      expect(s.mac).toBe("02:00:00:00:00:01");
       expect(s.boot_count).toBe(1);
       expect(s.config_imported).toBe("imported");
       expect(s.ssh_keys).toBe(true);
@@ -165,6 +166,7 @@ describe.skipIf(!!noBoot)(`two boots under QEMU TCG${noBoot ? ` (skipped: ${noBo
     expect(rec.hasAuthorizedKeys).toBe(true);
     expect(rec.diskSize).toBe(GROWN);
     expect(rec.nvramPreviousBoots).toBe(0);
+    expect(rec.mac).toBe("02:00:00:00:00:01");
     // the partition table on the image file itself was rewritten: backup GPT at the end, data grown
     const pt = JSON.parse(await sh(["sfdisk", "-J", disk])).partitiontable;
     expect(pt.lastlba).toBe(GROWN / 512 - 34);
@@ -187,6 +189,16 @@ describe.skipIf(!!noBoot)(`two boots under QEMU TCG${noBoot ? ` (skipped: ${noBo
       expect(s.expanded).toBe("no"); // already at the end of the disk
       // no keys: dropbear is not running, so ssh cannot log in
       expect((await sshOut(g, "echo", "ok")).out).toBe("");
+
+      // a crash-consistent copy of the running guest's disk (what a hard stop leaves) is readable and writable
+      const snap = join(dir, "snapshot.img");
+      await copyDisk(disk, snap);
+      const crashed = await readGuestRecord(snap);
+      expect(crashed.bootCount).toBe(2);
+      expect(crashed.runState).toBe("running");
+      expect(crashed.configImport).toBe("removed");
+      await setGuestKnobs(snap, { noHttp: true });
+      expect(await readDataFile(snap, "no_http")).toBe("");
 
       const res = await fetch(`http://127.0.0.1:${g.httpPort}/api/services/hassio/host_shutdown`, {
         method: "POST",

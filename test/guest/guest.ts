@@ -58,6 +58,8 @@ export interface GuestRecord {
   nvramPreviousBoots: number;
   /** One line per boot ("boot N previous=... disk=... data=... expanded=...") and per clean shutdown. */
   history: string[];
+  /** The guest NIC's MAC address at its last boot. */
+  mac: string;
   /** Whether the image has ssh keys imported (data/ssh/authorized_keys). */
   hasAuthorizedKeys: boolean;
 }
@@ -178,19 +180,6 @@ async function debugfs(diskPath: string, args: string[], write = false): Promise
   return run(["debugfs", ...(write ? ["-w"] : []), ...args, `${diskPath}?offset=${offset}`]);
 }
 
-/**
- * Replay the data partition's journal if the guest was stopped hard (QEMU killed): debugfs ignores the
- * journal, so it would read stale files, and what it writes could be overwritten by the replay at the next
- * mount. `e2fsck -p` replays it the way the guest's kernel would at mount; a clean filesystem is left alone.
- */
-export async function replayDataJournal(diskPath: string): Promise<void> {
-  const offset = await dataPartitionOffset(diskPath);
-  const p = Bun.spawn(["e2fsck", "-p", `${diskPath}?offset=${offset}`], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  // 0: clean, 1: errors corrected (a replayed journal counts), 2: corrected, reboot advised (n/a here)
-  if (code > 2) throw new Error(`e2fsck on ${diskPath} exited ${code}: ${err.trim() || out.trim()}`);
-}
-
 /** Set behaviour knobs on a (copied, not running) guest disk. Unset knobs are left as they are. */
 export async function setGuestKnobs(diskPath: string, knobs: GuestKnobs): Promise<void> {
   const scratch = join(tmpdir(), `minihaos-knobs-${process.pid}-${Date.now()}`);
@@ -221,7 +210,6 @@ export async function setGuestKnobs(diskPath: string, knobs: GuestKnobs): Promis
   if (knobs.token !== undefined) put("token", knobs.token);
   try {
     if (cmds.length === 0) return;
-    await replayDataJournal(diskPath);
     const cmdFile = join(scratch, "cmds");
     writeFileSync(cmdFile, cmds.join("\n") + "\n");
     await debugfs(diskPath, ["-f", cmdFile], true);
@@ -239,12 +227,11 @@ export async function readDataFile(diskPath: string, name: string): Promise<stri
 }
 
 /**
- * Read the guest's own record of its boots and shutdowns from the image. The guest must not be running:
- * after a hard stop the data partition's journal is replayed in place first (as the next boot would).
+ * Read the guest's own record of its boots and shutdowns from the image. The guest must not be running.
+ * Also right after a hard stop: the guest flushes its ext4 journal after its boot-time writes.
  */
 export async function readGuestRecord(diskPath: string): Promise<GuestRecord> {
-  await replayDataJournal(diskPath);
-  const names = ["boot_count", "run_state", "disk_size", "data_size", "fs_size", "config_import", "nvram_previous_boots", "history", "ssh/authorized_keys"] as const;
+  const names = ["boot_count", "run_state", "disk_size", "data_size", "fs_size", "config_import", "nvram_previous_boots", "history", "ssh/authorized_keys", "mac"] as const;
   const vals = await Promise.all(names.map((n) => readDataFile(diskPath, n)));
   const get = (i: number) => (vals[i] ?? "").trim();
   const num = (i: number, dflt = 0) => (get(i) === "" ? dflt : Number(get(i)));
@@ -262,6 +249,7 @@ export async function readGuestRecord(diskPath: string): Promise<GuestRecord> {
     nvramPreviousBoots: num(6, -1),
     history: get(7).split("\n").filter((l) => l !== ""),
     hasAuthorizedKeys: get(8) !== "",
+    mac: get(9),
   };
 }
 

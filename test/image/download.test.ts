@@ -14,6 +14,7 @@ beforeAll(() => {
       const path = new URL(req.url).pathname;
       hits[path] = (hits[path] ?? 0) + 1;
       if (path === "/flaky" && hits[path]! <= 2) return new Response("busy", { status: 503 });
+      if (path === "/always503") return new Response("busy", { status: 503 });
       if (path === "/missing") return new Response("no", { status: 404 });
       if (path === "/done") return new Response("", { status: 416, headers: { "content-range": `bytes */${BODY.length}` } });
       return new Response(BODY);
@@ -49,6 +50,14 @@ describe("download", () => {
   test("416 for a file already complete is success", async () => {
     const r = await download({ url: `${base}/done`, offset: BODY.length, onChunk: () => { throw new Error("no body expected"); } });
     expect(r).toMatchObject({ bytes: BODY.length, downloaded: 0 });
+  });
+
+  test("an abort during the retry backoff ends the wait", async () => {
+    const ctl = new AbortController();
+    setTimeout(() => ctl.abort(new Error("stop now")), 50);
+    const err = await download({ url: `${base}/always503`, retryDelayMs: 120_000, signal: ctl.signal, onChunk: () => {} }).catch((e) => e);
+    expect(err.message).toBe("stop now");
+    expect(hits["/always503"]).toBe(1);
   });
 
   test("an aborted signal stops at once", async () => {

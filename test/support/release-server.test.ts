@@ -9,7 +9,7 @@ import { parseRange, startReleaseServer, type ReleaseServer, type ReleaseServerO
 const BOARD = "generic-x86-64";
 let dir: string;
 let image: string;
-let bytes: Uint8Array;
+let bytes: Uint8Array<ArrayBuffer>;
 let servers: ReleaseServer[] = [];
 
 beforeAll(() => {
@@ -41,6 +41,8 @@ async function sh(cmd: string[]): Promise<{ code: number; out: string; err: stri
   return { code, out, err };
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON shapes are asserted field by field
+const getJson = async (url: string): Promise<any> => (await fetch(url)).json();
 const sha256 = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("hex");
 
 describe("parseRange", () => {
@@ -64,8 +66,8 @@ describe("parseRange", () => {
 describe("version service", () => {
   test("stable.json and beta.json carry hassos.<board>", async () => {
     const s = await start({ betaVersion: "17.2.rc1" });
-    const stable = await (await fetch(`${s.versionUrl}/stable.json`)).json();
-    const beta = await (await fetch(`${s.versionUrl}/beta.json`)).json();
+    const stable = await getJson(`${s.versionUrl}/stable.json`);
+    const beta = await getJson(`${s.versionUrl}/beta.json`);
     expect(stable.hassos[BOARD]).toBe("17.1");
     expect(stable.hassos["generic-aarch64"]).toBe("17.1");
     expect(beta.hassos[BOARD]).toBe("17.2.rc1");
@@ -81,7 +83,7 @@ describe("version service", () => {
 describe("releases API", () => {
   test("tags/<version> lists the asset with size and the image's real sha256 digest", async () => {
     const s = await start();
-    const rel = await (await fetch(`${s.releasesApi}/tags/17.1`)).json();
+    const rel = await getJson(`${s.releasesApi}/tags/17.1`);
     expect(rel.tag_name).toBe("17.1");
     expect(rel.prerelease).toBe(false);
     const a = rel.assets.find((x: { name: string }) => x.name === `haos_${BOARD}-17.1.img.xz`);
@@ -98,20 +100,20 @@ describe("releases API", () => {
 
   test("list endpoint has the prerelease first; unknown tag is 404", async () => {
     const s = await start({ betaVersion: "17.2.rc1" });
-    const list = await (await fetch(s.releasesApi)).json();
+    const list = await getJson(s.releasesApi);
     expect(list.map((r: { tag_name: string; prerelease: boolean }) => [r.tag_name, r.prerelease])).toEqual([
       ["17.2.rc1", true],
       ["17.1", false],
     ]);
     expect((await fetch(`${s.releasesApi}/tags/9.9`)).status).toBe(404);
-    expect((await (await fetch(`${s.releasesApi}/latest`)).json()).tag_name).toBe("17.1");
+    expect((await getJson(`${s.releasesApi}/latest`)).tag_name).toBe("17.1");
   });
 
   test("digest: wrong and missing", async () => {
     const wrong = await start({ digest: "wrong" });
     const missing = await start({ digest: "missing" });
     const pick = async (s: ReleaseServer) =>
-      (await (await fetch(`${s.releasesApi}/tags/17.1`)).json()).assets.find((x: { name: string }) => x.name === s.assetName);
+      (await getJson(`${s.releasesApi}/tags/17.1`)).assets.find((x: { name: string }) => x.name === s.assetName);
     const w = await pick(wrong);
     expect(w.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(w.digest).not.toBe(`sha256:${sha256(bytes)}`);
@@ -125,7 +127,7 @@ describe("releases API", () => {
     const r = await fetch(`${s.releasesApi}/tags/17.1`);
     expect(r.status).toBe(403);
     expect(r.headers.get("x-ratelimit-remaining")).toBe("0");
-    expect((await r.json()).message).toContain("rate limit");
+    expect(((await r.json()) as { message: string }).message).toContain("rate limit");
     const ok = await start();
     const noUa = await sh(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "User-Agent:", `${ok.releasesApi}/tags/17.1`]);
     expect(noUa.out).toBe("403");

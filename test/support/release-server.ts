@@ -5,7 +5,11 @@
 //   <downloadUrl>/<version>/haos_<board>-<version>.img.xz
 //                                                  like github.com/.../releases/download: a 302 to a blob URL
 //                                                  which serves the bytes with Range support (206/416)
+// Version service and API: Bun.serve. Downloads: a second listener (another "host", like github.com and
+// its blob storage) that writes HTTP/1.1 itself, so cut and stalled bodies keep their Content-Length.
 // The three base URLs go into havm's config as haos.version_url, haos.releases_api and haos.download_url.
+
+import { createServer, type Socket } from "node:net";
 
 export interface ReleaseServerOptions {
   /** HAOS board, e.g. "generic-x86-64" or "generic-aarch64". */
@@ -34,6 +38,9 @@ export interface ReleaseServerOptions {
   noRedirect?: boolean;
   /** Send a throttled body: at most this many bytes per second (to test progress, stalls, Ctrl+C). */
   bytesPerSecond?: number;
+  /** Ports on 127.0.0.1 for the API/version server and the download host (default 0: any free port). */
+  port?: number;
+  downloadPort?: number;
 }
 
 export interface RequestRecord {
@@ -110,7 +117,6 @@ export async function startReleaseServer(opts: ReleaseServerOptions): Promise<Re
   const sha256 = await sha256File(opts.imageXzPath);
   const requests: RequestRecord[] = [];
   let interruptedLeft = opts.interruptedDownloads ?? 1;
-  const stalled = new Set<ReadableStreamDefaultController<Uint8Array>>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
 
   const versions = [opts.version, ...(opts.betaVersion && opts.betaVersion !== opts.version ? [opts.betaVersion] : [])];
@@ -118,8 +124,7 @@ export async function startReleaseServer(opts: ReleaseServerOptions): Promise<Re
 
   const server = Bun.serve({
     hostname: "127.0.0.1",
-    port: 0,
-    idleTimeout: 0, // a stalled download must stay open until the client gives up
+    port: opts.port ?? 0,
     fetch: async (req) => {
       const u = new URL(req.url);
       const rec: RequestRecord = {
@@ -139,8 +144,6 @@ export async function startReleaseServer(opts: ReleaseServerOptions): Promise<Re
   const url = `http://127.0.0.1:${server.port}`;
   const versionUrl = `${url}/version`;
   const releasesApi = `${url}/repos/home-assistant/operating-system/releases`;
-  const downloadUrl = `${url}/home-assistant/operating-system/releases/download`;
-  const blobUrl = `${url}/blob`;
 
   const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
     new Response(JSON.stringify(body, null, 2), { status, headers: { "Content-Type": GITHUB_JSON, ...headers } });
@@ -235,96 +238,139 @@ export async function startReleaseServer(opts: ReleaseServerOptions): Promise<Re
       }
       return json({ message: "Not Found", documentation_url: "https://docs.github.com/rest", status: "404" }, 404);
     }
-    const dlPrefix = new URL(downloadUrl).pathname;
-    if (p.startsWith(dlPrefix + "/")) {
-      rec.kind = "download";
-      const m = /^\/([^/]+)\/([^/]+)$/.exec(p.slice(dlPrefix.length));
-      if (!m || !versions.includes(m[1]!) || m[2] !== assetNameFor(opts.board, m[1]!)) return new Response("Not Found", { status: 404 });
-      if (!opts.noRedirect) return new Response(null, { status: 302, headers: { Location: `${blobUrl}/${m[1]}/${m[2]}?sig=test` } });
-      return serveImage(req);
-    }
-    if (p.startsWith("/blob/")) {
-      rec.kind = "blob";
-      const m = /^\/blob\/([^/]+)\/([^/]+)$/.exec(p);
-      if (!m || !versions.includes(m[1]!) || m[2] !== assetNameFor(opts.board, m[1]!)) return new Response("Not Found", { status: 404 });
-      return serveImage(req);
-    }
     return new Response("Not Found", { status: 404 });
   }
 
-  function serveImage(req: Request): Response {
+  // ---- the download host: a raw HTTP/1.1 server (one request per connection), so that a response keeps
+  // its Content-Length even when the test cuts or stalls it (Bun.serve would switch a streamed body to
+  // chunked encoding, which no real download host does for these files).
+  const sockets = new Set<Socket>();
+  const dl = createServer((sock) => {
+    sockets.add(sock);
+    sock.on("close", () => sockets.delete(sock));
+    sock.on("error", () => {});
+    let head = "";
+    const onData = (d: Buffer) => {
+      head += d.toString("latin1");
+      const endOfHead = head.indexOf("\r\n\r\n");
+      if (endOfHead < 0) {
+        if (head.length > 16384) sock.destroy();
+        return;
+      }
+      sock.off("data", onData);
+      void handleDownload(sock, head.slice(0, endOfHead)).catch(() => sock.destroy());
+    };
+    sock.on("data", onData);
+  });
+  await new Promise<void>((resolve, reject) => {
+    dl.once("error", reject);
+    dl.listen(opts.downloadPort ?? 0, "127.0.0.1", () => resolve());
+  });
+  const dlAddr = dl.address();
+  const dlBase = `http://127.0.0.1:${typeof dlAddr === "object" && dlAddr ? dlAddr.port : 0}`;
+  const downloadUrl = `${dlBase}/home-assistant/operating-system/releases/download`;
+  const blobUrl = `${dlBase}/blob`;
+
+  function writeHead(sock: Socket, status: number, reason: string, headers: Record<string, string>): void {
+    const lines = [`HTTP/1.1 ${status} ${reason}`, `Date: ${new Date().toUTCString()}`, "Connection: close"];
+    for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
+    sock.write(lines.join("\r\n") + "\r\n\r\n");
+  }
+
+  function simple(sock: Socket, status: number, reason: string, body: string, headers: Record<string, string> = {}): void {
+    writeHead(sock, status, reason, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": String(Buffer.byteLength(body)), ...headers });
+    sock.end(body);
+  }
+
+  async function handleDownload(sock: Socket, head: string): Promise<void> {
+    const [requestLine = "", ...headerLines] = head.split("\r\n");
+    const [method = "", target = "/"] = requestLine.split(" ");
+    const h = new Map<string, string>();
+    for (const l of headerLines) {
+      const i = l.indexOf(":");
+      if (i > 0) h.set(l.slice(0, i).trim().toLowerCase(), l.slice(i + 1).trim());
+    }
+    const p = new URL(target, dlBase).pathname;
+    const rec: RequestRecord = { method, path: target, range: h.get("range") ?? null, userAgent: h.get("user-agent") ?? null, status: 0, kind: "other" };
+    requests.push(rec);
+    const respond = (status: number, reason: string, body: string, headers: Record<string, string> = {}) => {
+      rec.status = status;
+      simple(sock, status, reason, body, headers);
+    };
+    if (method !== "GET" && method !== "HEAD") return respond(405, "Method Not Allowed", "Method Not Allowed");
+    const dlPrefix = new URL(downloadUrl).pathname;
+    let m: RegExpExecArray | null = null;
+    if (p.startsWith(dlPrefix + "/")) {
+      rec.kind = "download";
+      m = /^\/([^/]+)\/([^/]+)$/.exec(p.slice(dlPrefix.length));
+    } else if (p.startsWith("/blob/")) {
+      rec.kind = "blob";
+      m = /^\/blob\/([^/]+)\/([^/]+)$/.exec(p);
+    }
+    if (!m || !versions.includes(m[1]!) || m[2] !== assetNameFor(opts.board, m[1]!)) return respond(404, "Not Found", "Not Found");
+    if (rec.kind === "download" && !opts.noRedirect) {
+      // like github.com: a redirect to a signed blob URL on another host
+      return respond(302, "Found", "", { Location: `${blobUrl}/${m[1]}/${m[2]}?sig=test` });
+    }
+    await serveImage(sock, method, h.get("range") ?? null, rec);
+  }
+
+  async function serveImage(sock: Socket, method: string, rangeHeader: string | null, rec: RequestRecord): Promise<void> {
     const base: Record<string, string> = {
       "Content-Type": "application/octet-stream",
       "Accept-Ranges": opts.noRange ? "none" : "bytes",
       ETag: `"${sha256.slice(0, 16)}"`,
       "Last-Modified": "Sun, 01 Feb 2026 12:00:00 GMT",
     };
-    const range = opts.noRange ? null : parseRange(req.headers.get("range"), size);
+    const range = opts.noRange ? null : parseRange(rangeHeader, size);
     if (range === "unsatisfiable") {
-      return new Response(null, { status: 416, headers: { ...base, "Content-Range": `bytes */${size}` } });
+      rec.status = 416;
+      writeHead(sock, 416, "Range Not Satisfiable", { ...base, "Content-Range": `bytes */${size}`, "Content-Length": "0" });
+      sock.end();
+      return;
     }
     const [start, end] = range ?? [0, size - 1];
-    const status = range ? 206 : 200;
     const headers: Record<string, string> = { ...base, "Content-Length": String(end - start + 1) };
     if (range) headers["Content-Range"] = `bytes ${start}-${end}/${size}`;
-    if (req.method === "HEAD") return new Response(null, { status, headers });
-
-    const slice = file.slice(start, end + 1);
+    rec.status = range ? 206 : 200;
+    writeHead(sock, rec.status, range ? "Partial Content" : "OK", headers);
+    if (method === "HEAD") {
+      sock.end();
+      return;
+    }
     const cut = opts.stallAfterBytes ?? opts.dropAfterBytes;
-    const interrupt = cut !== undefined && interruptedLeft > 0;
+    const interrupt = cut !== undefined && interruptedLeft > 0 && method === "GET";
     if (interrupt) interruptedLeft--;
-    // A Blob body gets Bun's own Range handling: use it only when that cannot change the answer.
-    const bunMayRange = !range && req.headers.get("range") !== null;
-    if (!interrupt && !opts.bytesPerSecond && !bunMayRange) return new Response(slice, { status, headers });
-    return new Response(limitedStream(slice, interrupt ? cut! : Infinity, interrupt && opts.stallAfterBytes !== undefined), { status, headers });
+    const limit = interrupt ? cut! : Infinity;
+    const bps = opts.bytesPerSecond;
+    let sent = 0;
+    const reader = file.slice(start, end + 1).stream().getReader();
+    try {
+      while (sent < limit && !sock.destroyed) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        let buf = value.subarray(0, Math.min(value.length, limit - sent));
+        while (buf.length > 0 && !sock.destroyed) {
+          const n = bps ? Math.min(buf.length, Math.max(1, Math.ceil(bps / 10))) : buf.length;
+          const ok = sock.write(buf.subarray(0, n));
+          sent += n;
+          buf = buf.subarray(n);
+          if (!ok) await new Promise<void>((r) => (sock.once("drain", r), sock.once("close", r)));
+          if (bps) await sleep((n / bps) * 1000);
+        }
+      }
+    } finally {
+      void reader.cancel().catch(() => {});
+    }
+    if (interrupt && opts.stallAfterBytes !== undefined) return; // stalled: no more bytes, no close
+    sock.end(); // all bytes, or cut short of Content-Length (dropAfterBytes)
   }
 
-  /** The slice's bytes, throttled if asked, cut after `limit` bytes: then stall (keep open) or error (drop). */
-  function limitedStream(slice: Blob, limit: number, stall: boolean): ReadableStream<Uint8Array> {
-    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-    let sent = 0;
-    let pending: Uint8Array | undefined; // what the reader returned beyond the last enqueued chunk
-    const bps = opts.bytesPerSecond;
-    return new ReadableStream<Uint8Array>(
-      {
-        async pull(ctrl) {
-          reader ??= slice.stream().getReader();
-          if (sent >= limit) {
-            if (stall) {
-              stalled.add(ctrl);
-              return new Promise<void>(() => {}); // never pull again: the client sees no bytes and no end
-            }
-            // closing before Content-Length bytes were sent makes the server cut the connection
-            ctrl.close();
-            return;
-          }
-          if (!pending) {
-            const { done, value } = await reader.read();
-            if (done) {
-              ctrl.close();
-              return;
-            }
-            pending = value;
-          }
-          let n = Math.min(pending.length, limit - sent);
-          if (bps) n = Math.min(n, Math.max(1, Math.ceil(bps / 10)));
-          const chunk = pending.subarray(0, n);
-          pending = n < pending.length ? pending.subarray(n) : undefined;
-          if (bps) {
-            await new Promise<void>((r) => {
-              const t = setTimeout(() => (timers.delete(t), r()), (n / bps) * 1000);
-              timers.add(t);
-            });
-          }
-          sent += chunk.length;
-          ctrl.enqueue(chunk);
-        },
-        cancel() {
-          void reader?.cancel().catch(() => {});
-        },
-      },
-      { highWaterMark: 0 },
-    );
+  function sleep(ms: number): Promise<void> {
+    return new Promise((r) => {
+      const t = setTimeout(() => (timers.delete(t), r()), ms);
+      timers.add(t);
+    });
   }
 
   const assetName = assetNameFor(opts.board, opts.version);
@@ -349,13 +395,8 @@ export async function startReleaseServer(opts: ReleaseServerOptions): Promise<Re
       ].join("\n"),
     stop: async () => {
       for (const t of timers) clearTimeout(t);
-      for (const c of stalled) {
-        try {
-          c.error(new Error("release server stopped"));
-        } catch {
-          /* already closed */
-        }
-      }
+      for (const sock of sockets) sock.destroy();
+      await new Promise<void>((r) => dl.close(() => r()));
       await server.stop(true);
     },
   };
