@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 #include "havm_fs.h"
+#include "havm_menubar.h"
 
 #ifdef __cplusplus
 extern "C" {

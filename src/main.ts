@@ -22,6 +22,7 @@ export const main = defineCommand({
     stop: lazy(() => import("./commands/stop.ts")),
     "import-utm": lazy(() => import("./commands/import-utm.ts")),
     usb: lazy(() => import("./commands/usb.ts")),
+    menubar: lazy(() => import("./commands/menubar.ts")),
     cleanup: lazy(() => import("./commands/cleanup.ts")),
     version: lazy(() => import("./commands/version.ts")),
   },

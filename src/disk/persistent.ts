@@ -1,7 +1,7 @@
 // The persistent disk (vm/haos.img): created once from the decoded release image, then only ever grown.
 // Never replaced, never shrunk. Growth only enlarges the raw file (sparse); HAOS grows its data partition
 // itself at the next boot (hassos-expand).
-import { closeSync, fsyncSync, ftruncateSync, linkSync, mkdirSync, openSync, readdirSync, rmSync, statSync } from "node:fs";
+import { closeSync, fsyncSync, ftruncateSync, linkSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { formatSize } from "../config/units.ts";
 import { freeBytes } from "../ffi/fsops.ts";
@@ -57,8 +57,7 @@ export async function preparePersistentDisk(opts: PersistentDiskOptions): Promis
     const { method } = await copyFileSparse(imagePath, tmp, { onProgress: opts.onProgress ?? ((d, t) => progress?.update(d, t)) });
     progress?.finish();
     if (diskSizeBytes > image.size) grow(tmp, diskSizeBytes);
-    linkSync(tmp, diskPath); // fails if a disk appeared meanwhile: never replace one
-    rmSync(tmp, { force: true });
+    placeWithoutReplacing(tmp, diskPath);
     fsyncDir(dir);
     log.info("created the disk", { disk: diskPath, size: formatSize(diskSizeBytes), method });
     return { created: true, sizeBytes: Math.max(diskSizeBytes, image.size) };
@@ -74,6 +73,18 @@ export async function preparePersistentDisk(opts: PersistentDiskOptions): Promis
     }
     throw e;
   }
+}
+
+/** link() fails if a disk appeared meanwhile: never replace one. Filesystems without hard links: check, rename. */
+function placeWithoutReplacing(tmp: string, diskPath: string): void {
+  try {
+    linkSync(tmp, diskPath);
+  } catch (e) {
+    if (errnoCode(e) === "EEXIST" || exists(diskPath)) throw e;
+    renameSync(tmp, diskPath);
+    return;
+  }
+  rmSync(tmp, { force: true });
 }
 
 function refuseShrink(wanted: number, current: number, what: string): void {

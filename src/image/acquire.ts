@@ -352,14 +352,21 @@ class SparseWriter {
 class DigestMismatchError extends HavmError {}
 
 async function streamPass(p: PassInput): Promise<PassResult> {
+  const name = basename(p.xzFinal ?? p.localXz ?? p.imgPath);
+  // The decoder first: if liblzma cannot load, nothing has been created yet.
+  const decoder = p.raw ? undefined : new XzDecoder((out) => writer.write(out), { name });
   const tmpImg = tempPathFor(p.imgPath);
-  const imgFd = openSync(tmpImg, "wx", 0o644);
+  let imgFd: number;
+  try {
+    imgFd = openSync(tmpImg, "wx", 0o644);
+  } catch (e) {
+    decoder?.end();
+    throw e;
+  }
   const writer = new SparseWriter(imgFd);
   // Hash only what can be checked or recorded: a download (its digest may be published, and is kept in a
   // sidecar when it matched) or a cached file with a known digest. A user's local .xz needs none.
   const hasher = p.url || p.expected?.sha256 ? new Bun.CryptoHasher("sha256") : undefined;
-  const name = basename(p.xzFinal ?? p.localXz ?? p.imgPath);
-  const decoder = p.raw ? undefined : new XzDecoder((out) => writer.write(out), { name });
   let decodeMs = 0;
   const consume = (chunk: Uint8Array): void => {
     hasher?.update(chunk);

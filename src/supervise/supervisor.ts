@@ -140,6 +140,12 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
     "usb.detach": async (req) => usbNow().handlers()["usb.detach"]!(req),
   });
 
+  // macOS with a GUI session: the menu bar runs as its own process (AppKit never runs in the VM process).
+  if (process.platform === "darwin") {
+    const { maybeStartMenubar } = await import("../menubar/launch.ts");
+    maybeStartMenubar(paths, log);
+  }
+
   // Signals: the first SIGTERM/SIGINT starts the graceful chain; a second SIGINT forces the stop.
   let sigints = 0;
   const onSigterm = () => {

@@ -19,7 +19,7 @@ export const VERSION = "17.1";
  */
 export function e2eUnavailableReason(): string | undefined {
   if (!process.env.HAVM_E2E || process.env.HAVM_E2E === "0") return "set HAVM_E2E=1 to run the end-to-end scenarios";
-  return bootUnavailableReason();
+  return bootUnavailableReason(process.arch === "arm64" ? "arm64" : "amd64");
 }
 
 export interface E2eWorld {
@@ -33,8 +33,10 @@ export interface E2eWorld {
 
 /** Build (or reuse) the guest and its .img.xz, start the release server. Once per test file. */
 export async function startWorld(opts: Partial<ReleaseServerOptions> = {}): Promise<E2eWorld> {
-  const guest = await ensureGuestImage();
-  const xz = await ensureGuestXz();
+  // havm boots the host's architecture: serve the matching guest
+  const arch = process.arch === "arm64" ? "arm64" : "amd64";
+  const guest = await ensureGuestImage({ arch });
+  const xz = await ensureGuestXz({ arch });
   const server = await startReleaseServer({ board: BOARD, version: VERSION, imageXzPath: xz, ...opts });
   const root = mkdtempSync(join(tmpdir(), "havm-e2e-"));
   const key = join(root, "id_ed25519");

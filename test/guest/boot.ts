@@ -1,18 +1,24 @@
 // A minimal QEMU launcher for testing the mini-HAOS guest itself (independent of havm's QEMU backend).
-// amd64 only here: q35 + OVMF, TCG (KVM cannot boot firmware on this project's machines), user networking
-// with host forwards on 127.0.0.1 only.
+// amd64: q35 + OVMF; arm64: virt + AAVMF. TCG (KVM cannot boot firmware on this project's machines), user
+// networking with host forwards on 127.0.0.1 only.
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { join } from "node:path";
 
 export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 export const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+export const AAVMF_CODE = "/usr/share/AAVMF/AAVMF_CODE.fd";
+export const AAVMF_VARS = "/usr/share/AAVMF/AAVMF_VARS.fd";
 
-/** Why guest boots cannot run here, or undefined when they can. */
-export function bootUnavailableReason(): string | undefined {
+/** Why guest boots of `arch` cannot run here, or undefined when they can. */
+export function bootUnavailableReason(arch: "amd64" | "arm64" = "amd64"): string | undefined {
+  if (arch === "arm64") {
+    if (!Bun.which("qemu-system-aarch64")) return "qemu-system-aarch64 is not installed (Debian: qemu-system-arm)";
+    if (!existsSync(AAVMF_CODE)) return `${AAVMF_CODE} is missing (Debian: qemu-efi-aarch64)`;
+    return undefined;
+  }
   if (!Bun.which("qemu-system-x86_64")) return "qemu-system-x86_64 is not installed (Debian: qemu-system-x86)";
   if (!existsSync(OVMF_CODE)) return `${OVMF_CODE} is missing (Debian: ovmf)`;
-  if (process.arch !== "x64") return "guest boot tests run on amd64 hosts only";
   return undefined;
 }
 
@@ -39,6 +45,7 @@ export interface BootOptions {
   /** Guest port forwarded as `httpPort` (8123, or 80 for the port80 knob). */
   guestHttpPort?: number;
   memMiB?: number;
+  arch?: "amd64" | "arm64";
 }
 
 export interface BootedGuest {
@@ -56,7 +63,8 @@ export interface BootedGuest {
 
 export async function bootGuest(o: BootOptions): Promise<BootedGuest> {
   mkdirSync(o.runDir, { recursive: true });
-  if (!existsSync(o.vars)) copyFileSync(OVMF_VARS, o.vars);
+  const arm = o.arch === "arm64";
+  if (!existsSync(o.vars)) copyFileSync(arm ? AAVMF_VARS : OVMF_VARS, o.vars);
   const httpPort = await freePort();
   const sshPort = await freePort();
   const qmpSock = join(o.runDir, "qmp.sock");
@@ -64,10 +72,13 @@ export async function bootGuest(o: BootOptions): Promise<BootedGuest> {
   const net =
     `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${httpPort}-:${o.guestHttpPort ?? 8123},` +
     `hostfwd=tcp:127.0.0.1:${sshPort}-:22222`;
+  const machine = arm
+    ? ["qemu-system-aarch64", "-machine", "virt", "-accel", "tcg", "-cpu", "max,pauth-impdef=on"]
+    : ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max"];
   const args = [
-    "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max",
+    ...machine,
     "-m", String(o.memMiB ?? 512), "-smp", "1", "-nodefaults", "-display", "none", "-no-user-config",
-    "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+    "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${arm ? AAVMF_CODE : OVMF_CODE}`,
     "-drive", `if=pflash,format=raw,unit=1,file=${o.vars}`,
     "-drive", `if=none,id=hd0,format=raw,file=${o.disk},cache=writeback`,
     "-device", "virtio-blk-pci,drive=hd0,bootindex=0",

@@ -221,3 +221,36 @@ describe.skipIf(!!noBoot)(`two boots under QEMU TCG${noBoot ? ` (skipped: ${noBo
     expect(rec.nvramPreviousBoots).toBe(1);
   }, 240_000);
 });
+
+// arm64 (generic-aarch64 stand-in) under TCG emulation: one boot, when qemu-system-aarch64 and AAVMF exist.
+const noArm = bootUnavailableReason("arm64");
+describe.skipIf(!!noArm)(`arm64 guest${noArm ? ` (skipped: ${noArm})` : ""}`, () => {
+  test("boots, answers the API with the token, grows its disk, shuts down over the API", async () => {
+    const arm = await ensureGuestImage({ arch: "arm64" });
+    const disk = join(dir, "arm64.img");
+    await copyDisk(arm.diskPath, disk);
+    await sh(["truncate", "-s", String(256 * MiB), disk]);
+    const g = await bootGuest({ arch: "arm64", disk, vars: join(dir, "arm64-vars.fd"), runDir: join(dir, "run-arm64") });
+    try {
+      await waitFor("HA API (arm64)", async () => ((await httpGet(g.httpPort, "/api/", arm.token))?.status === 200 ? true : undefined), 240_000);
+      expect((await httpGet(g.httpPort, "/api/"))?.status).toBe(401);
+      const s = JSON.parse((await httpGet(g.httpPort, "/api/minihaos/state", arm.token))!.body);
+      expect(s.hostname).toBe("homeassistant");
+      expect(s.disk_size).toBe(256 * MiB);
+      expect(s.expanded).toBe("yes");
+      const r = await fetch(`http://127.0.0.1:${g.httpPort}/api/services/hassio/host_shutdown`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${arm.token}` },
+      });
+      expect(r.status).toBe(200);
+      expect(await waitExit(g, 90_000)).toBe(0);
+    } catch (e) {
+      throw new Error(`${String(e)}\n--- serial log ---\n${g.serial().slice(-3000)}`);
+    } finally {
+      g.kill();
+    }
+    const rec = await readGuestRecord(disk);
+    expect(rec.bootCount).toBe(1);
+    expect(rec.runState).toBe("clean:api");
+  }, 400_000);
+});

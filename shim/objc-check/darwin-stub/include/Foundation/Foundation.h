@@ -355,5 +355,19 @@ FOUNDATION_EXPORT NSKeyValueChangeKey const NSKeyValueChangeOldKey;
 - (BOOL)tryLock;
 @end
 
+/* ---- NSDate / NSRunLoop (mode names only) ---- */
+typedef double NSTimeInterval;
+@interface NSDate : NSObject <NSCopying, NSSecureCoding>
+@property (readonly) NSTimeInterval timeIntervalSinceReferenceDate;
+@property (readonly) NSTimeInterval timeIntervalSinceNow;
++ (instancetype)date;
++ (instancetype)dateWithTimeIntervalSinceNow:(NSTimeInterval)secs;
+@property (class, readonly, copy) NSDate *distantFuture;
+@property (class, readonly, copy) NSDate *distantPast;
+@end
+typedef NSString *NSRunLoopMode NS_TYPED_EXTENSIBLE_ENUM;
+FOUNDATION_EXPORT NSRunLoopMode const NSDefaultRunLoopMode;
+FOUNDATION_EXPORT NSRunLoopMode const NSRunLoopCommonModes API_AVAILABLE(macos(10.5));
+
 NS_ASSUME_NONNULL_END
 #endif
