@@ -3,6 +3,7 @@
 import { dlopen, type FFIFunction } from "bun:ffi";
 import { constants } from "node:os";
 import { nativeLibraryPath } from "./native.ts";
+import { callChecked, cstr } from "./status.ts";
 
 export const FS_SYMBOLS = {
   havm_fs_clone: { args: ["ptr", "ptr", "ptr", "u32"], returns: "i32" },
@@ -40,46 +41,31 @@ export class NativeFsError extends Error {
   }
 }
 
-function cstr(s: string): Buffer {
-  return Buffer.from(s + "\0", "utf8");
-}
-
-function errText(buf: Buffer): string {
-  const end = buf.indexOf(0);
-  return buf.toString("utf8", 0, end < 0 ? buf.length : end);
-}
-
-function check(status: number, err: Buffer): number {
-  if (status < 0) throw new NativeFsError(status, errText(err));
-  return status;
-}
+const fsError = (status: number, message: string) => new NativeFsError(status, message);
+const checked = (f: (err: Buffer, len: number) => number) => callChecked(f, fsError, ERR_LEN);
 
 /** Clone src to the new file dst (copy-on-write). false when the filesystem cannot clone (nothing created). */
 export function cloneFile(src: string, dst: string): boolean {
-  const err = Buffer.alloc(ERR_LEN);
-  return check(symbols().havm_fs_clone(cstr(src), cstr(dst), err, ERR_LEN), err) === HAVM_FS_OK;
+  return checked((err, len) => symbols().havm_fs_clone(cstr(src), cstr(dst), err, len)) === HAVM_FS_OK;
 }
 
 /** Copy a range sparsely (holes and zero blocks skipped); dst must already have its final size. Returns data bytes written. */
 export function copySparseRange(srcFd: number, dstFd: number, offset: number, length: number): number {
-  const err = Buffer.alloc(ERR_LEN);
   const out = new BigUint64Array(1);
-  check(symbols().havm_fs_copy_sparse_range(srcFd, dstFd, offset, length, out, err, ERR_LEN), err);
+  checked((err, len) => symbols().havm_fs_copy_sparse_range(srcFd, dstFd, offset, length, out, err, len));
   return Number(out[0]);
 }
 
 /** Bytes free for an unprivileged user on the filesystem holding path. */
 export function freeBytes(path: string): number {
-  const err = Buffer.alloc(ERR_LEN);
   const out = new BigUint64Array(1);
-  check(symbols().havm_fs_free_bytes(cstr(path), out, err, ERR_LEN), err);
+  checked((err, len) => symbols().havm_fs_free_bytes(cstr(path), out, err, len));
   return Number(out[0]);
 }
 
 /** Bytes a file really occupies on disk (st_blocks * 512). */
 export function allocatedBytes(fd: number): number {
-  const err = Buffer.alloc(ERR_LEN);
   const out = new BigUint64Array(1);
-  check(symbols().havm_fs_allocated_bytes(fd, out, err, ERR_LEN), err);
+  checked((err, len) => symbols().havm_fs_allocated_bytes(fd, out, err, len));
   return Number(out[0]);
 }

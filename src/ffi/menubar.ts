@@ -5,6 +5,7 @@ import { dlopen, type FFIFunction } from "bun:ffi";
 import { HavmError, ExitCode } from "../util/errors.ts";
 import { nativeLibraryPath } from "./native.ts";
 import { VzNativeError } from "./vz.ts";
+import { callChecked } from "./status.ts";
 
 export const MENUBAR_SYMBOLS = {
   havm_menubar_abi_version: { args: ["ptr", "u32"], returns: "i32" },
@@ -37,20 +38,13 @@ export interface MenubarNative {
 
 type MenubarSymbols = ReturnType<typeof dlopen<typeof MENUBAR_SYMBOLS>>["symbols"];
 
-function errText(buf: Buffer): string {
-  const end = buf.indexOf(0);
-  return buf.toString("utf8", 0, end < 0 ? buf.length : end);
-}
 
 class MenubarLibrary implements MenubarNative {
   private readonly clickBuf = Buffer.alloc(MENUBAR_ID_MAX);
   constructor(private readonly lib: MenubarSymbols) {}
 
   private call(fn: string, f: (err: Buffer, len: number) => number): number {
-    const err = Buffer.alloc(ERR_LEN);
-    const status = f(err, ERR_LEN);
-    if (status < 0) throw new VzNativeError(fn, status, errText(err));
-    return status;
+    return callChecked(f, (status, message) => new VzNativeError(fn, status, message), ERR_LEN);
   }
 
   abiVersion(): number {

@@ -4,6 +4,7 @@
 import { dlopen, type FFIFunction, type Pointer } from "bun:ffi";
 import { HavmError, ExitCode } from "../util/errors.ts";
 import { nativeLibraryPath } from "./native.ts";
+import { callChecked, cstr } from "./status.ts";
 
 export const VZ_SYMBOLS = {
   havm_abi_version: { args: ["ptr", "u32"], returns: "i32" },
@@ -153,14 +154,7 @@ export interface VzNative {
 
 type VzSymbols = ReturnType<typeof dlopen<typeof VZ_SYMBOLS>>["symbols"];
 
-function cstr(s: string): Buffer {
-  return Buffer.from(s + "\0", "utf8");
-}
 
-function errText(buf: Buffer): string {
-  const end = buf.indexOf(0);
-  return buf.toString("utf8", 0, end < 0 ? buf.length : end);
-}
 
 /** Split drained NDJSON into objects; a malformed line becomes a warning log event, never a throw. */
 export function parseEventLines(text: string): Record<string, unknown>[] {
@@ -194,10 +188,7 @@ class VzVm implements VzVmNative {
   }
 
   private call(fn: string, f: (err: Buffer, len: number) => number): number {
-    const err = Buffer.alloc(ERR_LEN);
-    const status = f(err, ERR_LEN);
-    if (status < 0) throw new VzNativeError(fn, status, errText(err));
-    return status;
+    return callChecked(f, (status, message) => new VzNativeError(fn, status, message), ERR_LEN);
   }
 
   start(): void {
@@ -253,10 +244,7 @@ class VzLibrary implements VzNative {
   constructor(private readonly lib: VzSymbols) {}
 
   private call(fn: string, f: (err: Buffer, len: number) => number): number {
-    const err = Buffer.alloc(ERR_LEN);
-    const status = f(err, ERR_LEN);
-    if (status < 0) throw new VzNativeError(fn, status, errText(err));
-    return status;
+    return callChecked(f, (status, message) => new VzNativeError(fn, status, message), ERR_LEN);
   }
 
   abiVersion(): number {

@@ -48,6 +48,7 @@ export async function startWorld(opts: Partial<ReleaseServerOptions> = {}): Prom
     key,
     root,
     stop: async () => {
+      await killLeftovers();
       await server.stop();
       if (!process.env.HAVM_E2E_KEEP) rmSync(root, { recursive: true, force: true });
     },
@@ -123,6 +124,8 @@ export async function makeHome(world: E2eWorld, name: string, o: HomeOptions = {
 export interface HavmProcess {
   pid: number;
   exited: Promise<number>;
+  /** The exit code once havm has exited, else undefined. */
+  exitCode(): number | undefined;
   /** stdout + stderr so far. */
   output(): string;
   /** Signal havm alone (like `kill`, launchd). */
@@ -132,6 +135,21 @@ export interface HavmProcess {
 }
 
 let runCounter = 0;
+/** Every havm started, so a failed scenario never leaves a VM running after the file ends. */
+const started: HavmProcess[] = [];
+const exitedPids = new Set<number>();
+
+/** SIGKILL the process group of every havm still running (QEMU dies with havm, or with its group). */
+export async function killLeftovers(except: HavmProcess[] = []): Promise<void> {
+  for (const p of started) {
+    if (exitedPids.has(p.pid) || except.includes(p)) continue;
+    p.signalGroup("SIGKILL");
+    await within(p.exited, 10_000, `havm ${p.pid} exit after SIGKILL`).catch(() => {});
+  }
+  const keep = started.filter((p) => except.includes(p));
+  started.length = 0;
+  started.push(...keep);
+}
 
 /** Start `havm <args>` in the home's environment, in its own process group (like a shell job). */
 export function havm(home: E2eHome, args: string[]): HavmProcess {
@@ -140,9 +158,11 @@ export function havm(home: E2eHome, args: string[]): HavmProcess {
   const fd = openSync(log, "w");
   const proc = Bun.spawn([...bin, ...args], { env: home.env, cwd: home.dir, stdin: "ignore", stdout: fd, stderr: fd, detached: true });
   closeSync(fd);
-  return {
+  void proc.exited.then(() => exitedPids.add(proc.pid));
+  const handle: HavmProcess = {
     pid: proc.pid,
     exited: proc.exited,
+    exitCode: () => proc.exitCode ?? (proc.signalCode ? -1 : undefined),
     output: () => (existsSync(log) ? readFileSync(log, "utf8") : ""),
     signal: (sig) => proc.kill(sig),
     signalGroup: (sig) => {
@@ -153,6 +173,8 @@ export function havm(home: E2eHome, args: string[]): HavmProcess {
       }
     },
   };
+  started.push(handle);
+  return handle;
 }
 
 /** Run `havm <args>` to completion. */

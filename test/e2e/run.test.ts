@@ -2,7 +2,7 @@
 // guest under QEMU TCG. Scenarios run one after another (two VMs at once on 2 cores are slow) and assert on the
 // guest's own record (boot count, how it was shut down), not only on havm's logs.
 // Opt-in: HAVM_E2E=1. HAVM_BIN=.build/release/havm runs the compiled binary; HAVM_E2E_KEEP=1 keeps the temp HOMEs.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { readGuestRecord, setGuestKnobs } from "../guest/guest.ts";
 import {
@@ -11,6 +11,7 @@ import {
   guestState,
   havm,
   havmDone,
+  killLeftovers,
   makeHome,
   qemuPid,
   startWorld,
@@ -33,9 +34,12 @@ describe.skipIf(!!skip)(`havm run end to end${skip ? ` (skipped: ${skip})` : ""}
   afterAll(async () => {
     await world?.stop();
   });
+  // A failed scenario must not leave its VM running into the next one (6a hands its run to 6b on purpose).
+  afterEach(() => killLeftovers(first ? [first] : []));
 
-  // Scenarios 1-3 share one HOME: first run, second run, then no token.
+  // Scenarios 1-3, 6 and 8 share one HOME: first run, second run, no token, ...
   let home: E2eHome;
+  let first: HavmProcess | undefined; // 6a's run, killed with -9 by 6b
   let firstMac = "";
 
   test("1. first run from nothing: download, verify, disks, boot, metrics running, HA answers; SIGTERM shuts down through the API; exit 0", async () => {
@@ -144,7 +148,6 @@ describe.skipIf(!!skip)(`havm run end to end${skip ? ` (skipped: ${skip})` : ""}
     expect(rec.runState).toBe("running");
   }, 300_000);
 
-  let first: HavmProcess | undefined;
 
   test("6a. a second `havm run` is refused while one runs (busy, exit 3)", async () => {
     first = havm(home, ["run"]);
@@ -156,7 +159,7 @@ describe.skipIf(!!skip)(`havm run end to end${skip ? ` (skipped: ${skip})` : ""}
   }, 300_000);
 
   test("6b. after kill -9 of havm, the next run stops the orphaned QEMU and boots", async () => {
-    if (!first) {
+    if (!first || first.exitCode() !== undefined) {
       first = havm(home, ["run"]);
       await waitHaUp(home, first);
     }
@@ -165,6 +168,7 @@ describe.skipIf(!!skip)(`havm run end to end${skip ? ` (skipped: ${skip})` : ""}
     expect(orphan).toBeDefined();
     first.signal("SIGKILL");
     await first.exited;
+    first = undefined;
     // QEMU dies with havm (parent-death signal) or is stopped by the next run (orphan reaping): either way
     // it must not keep running against the disk once the next run boots.
     const c = havm(home, ["run"]);
@@ -172,6 +176,7 @@ describe.skipIf(!!skip)(`havm run end to end${skip ? ` (skipped: ${skip})` : ""}
     expect(alive(orphan!)).toBe(false);
     const s = await guestState(haPort, world.guest.token);
     expect(s.boot_count).toBe(bootsBefore + 1);
+    expect(s.previous_shutdown).toBe("running"); // the guest saw the hard stop of the killed run
     c.signal("SIGTERM");
     expect(await within(c.exited, 90_000, "havm exit after SIGTERM")).toBe(0);
     const rec = await readGuestRecord(home.paths.vm.disk);
@@ -210,4 +215,23 @@ describe.skipIf(!!skip)(`havm run end to end${skip ? ` (skipped: ${skip})` : ""}
     expect(rec.bootCount).toBe(2);
     expect(rec.runState).toBe("clean:api");
   }, 400_000);
+
+  test("8. with the release server unreachable, a VM that already has its disk still boots", async () => {
+    // e.g. a Mac booting with havm as a login item before the network is up
+    world.server.options.failVersion = true;
+    world.server.options.failApi = true;
+    try {
+      const bootsBefore = (await readGuestRecord(home.paths.vm.disk)).bootCount;
+      const p = havm(home, ["run"]);
+      await waitHaUp(home, p);
+      p.signal("SIGTERM");
+      expect(await within(p.exited, 90_000, "havm exit after SIGTERM")).toBe(0);
+      const rec = await readGuestRecord(home.paths.vm.disk);
+      expect(rec.bootCount).toBe(bootsBefore + 1);
+      expect(rec.clean).toBe(true);
+    } finally {
+      world.server.options.failVersion = false;
+      world.server.options.failApi = false;
+    }
+  }, 300_000);
 });

@@ -74,9 +74,11 @@ describe("version service", () => {
     expect(s.requests.map((r) => r.kind)).toEqual(["version", "version"]);
   });
 
-  test("failVersion answers 503", async () => {
+  test("failVersion answers 503, and can be switched at run time", async () => {
     const s = await start({ failVersion: true });
     expect((await fetch(`${s.versionUrl}/stable.json`)).status).toBe(503);
+    s.options.failVersion = false;
+    expect((await fetch(`${s.versionUrl}/stable.json`)).status).toBe(200);
   });
 });
 

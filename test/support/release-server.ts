@@ -65,6 +65,8 @@ export interface ReleaseServer {
   /** sha256 hex of the image file, and its size. */
   sha256: string;
   size: number;
+  /** The live options: change e.g. `failVersion`/`failApi` between requests (board/version/image are fixed). */
+  options: ReleaseServerOptions;
   /** Every request in arrival order. */
   requests: RequestRecord[];
   /** Requests that delivered image bytes (blob, or download with noRedirect). */
@@ -110,7 +112,9 @@ export function parseRange(header: string | null, size: number): [number, number
   return [start, end];
 }
 
-export async function startReleaseServer(opts: ReleaseServerOptions): Promise<ReleaseServer> {
+export async function startReleaseServer(options: ReleaseServerOptions): Promise<ReleaseServer> {
+  // A private copy, read at each request: tests may flip failures on and off through `server.options`.
+  const opts: ReleaseServerOptions = { ...options };
   const file = Bun.file(opts.imageXzPath);
   if (!(await file.exists())) throw new Error(`release server: ${opts.imageXzPath} does not exist`);
   const size = file.size;
@@ -383,6 +387,7 @@ export async function startReleaseServer(opts: ReleaseServerOptions): Promise<Re
     assetUrl: `${downloadUrl}/${opts.version}/${assetName}`,
     sha256,
     size,
+    options: opts,
     requests,
     imageRequests: () => requests.filter((r) => r.method === "GET" && (r.kind === "blob" || (r.kind === "download" && r.status !== 302 && r.status !== 404))),
     configYaml: () =>
