@@ -5,13 +5,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  # build: the portable C part of the shim; clang for the Objective-C compile check
-  gcc libc6-dev clang
-  # image pipeline
-  xz-utils liblzma5
-  # qemu backend and the mini-HAOS test guest
-  qemu-system-x86 qemu-utils ovmf util-linux socat
-  # test guest builder (Debian packages unpacked into an initramfs and a GPT disk)
+  # build: the portable C part of the shim; clang + Apple's open-source headers for the Objective-C check
+  gcc libc6-dev binutils clang openssl bc tar file
+  # image pipeline (liblzma through FFI; xz for fixtures and the benchmark)
+  xz-utils liblzma5 curl
+  # qemu backend (x86_64 and, for the aarch64 guest and argv checks, arm64) and the mini-HAOS test guest
+  qemu-system-x86 qemu-system-arm qemu-utils qemu-guest-agent ovmf qemu-efi-aarch64 util-linux socat procps
+  # test guest builder (Debian packages unpacked into an initramfs and a GPT disk, no mounts)
+  dpkg-dev cpio gzip busybox-static dosfstools mtools e2fsprogs fdisk
+  # filesystems for the clone tests (loop mounts, root only)
+  xfsprogs btrfs-progs mount kmod
+  # supervision: real peers for the shutdown chain and the metrics endpoint
+  openssh-server openssh-client dropbear-bin prometheus
+  # Homebrew formula and launchd plist checks
+  ruby rubocop python3
+  # benchmarks
+  wrk hyperfine
+)
   dpkg-dev cpio gzip bc busybox-static dosfstools mtools e2fsprogs fdisk
   # filesystems for clone tests (loop mounts, root only)
   xfsprogs btrfs-progs

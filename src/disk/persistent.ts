@@ -13,7 +13,8 @@ import { createProgress } from "../util/progress.ts";
 import { copyFileSparse } from "./copy.ts";
 
 export interface PersistentDiskOptions {
-  imagePath: string;
+  /** The decoded HAOS image; only read when the disk does not exist yet. */
+  imagePath: string | undefined;
   diskPath: string;
   diskSizeBytes: number;
   onProgress?(done: number, total: number): void;
@@ -43,6 +44,7 @@ export async function preparePersistentDisk(opts: PersistentDiskOptions): Promis
     return { created: false, grownFrom: current, sizeBytes: diskSizeBytes };
   }
 
+  if (!imagePath) throw new Error(`preparePersistentDisk: ${diskPath} does not exist and no image was given`);
   const image = statSync(imagePath);
   refuseShrink(diskSizeBytes, image.size, "the Home Assistant OS image");
   // A clone costs nothing, but whether one is possible shows only when it is tried: ask for room for a full

@@ -239,11 +239,14 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
         continue;
       }
       if (reason?.kind === "shutdown") {
-        exitCode = result?.clean ? ExitCode.ok : ExitCode.failure;
-        log.info(result?.clean ? "Home Assistant shut down cleanly" : "the VM had to be forced off", {
-          stoppedBy: result?.stoppedBy ?? "itself",
-        });
-        for (const w of stopWaiters.splice(0)) w({ clean: result?.clean ?? true, stoppedBy: result?.stoppedBy ?? null });
+        // A hypervisor that died meanwhile (e.g. QEMU signalled from outside) is never a clean shutdown,
+        // whichever step was running when it went.
+        const clean = (result?.clean ?? true) && !stopError;
+        exitCode = clean ? ExitCode.ok : ExitCode.failure;
+        if (clean) log.info("Home Assistant shut down cleanly", { stoppedBy: result?.stoppedBy ?? "itself" });
+        else if (stopError) log.error("the VM did not shut down cleanly", { error: stopError });
+        else log.warn("the VM had to be forced off", { stoppedBy: result?.stoppedBy ?? "none" });
+        for (const w of stopWaiters.splice(0)) w({ clean, stoppedBy: stopError ? null : (result?.stoppedBy ?? null) });
       } else {
         const err = stopError;
         exitCode = err ? ExitCode.failure : ExitCode.ok;

@@ -14,8 +14,8 @@ export const BOARD = process.arch === "arm64" ? "generic-aarch64" : "generic-x86
 export const VERSION = "17.1";
 
 /**
- * Why the e2e scenarios do not run (undefined: they run). They are opt-in (HAVM_E2E=1): 9 guest boots, about
- * 3-4 minutes under TCG on 2 cores; CI sets the variable in .ci/run.
+ * Why the e2e scenarios do not run (undefined: they run). They are opt-in (HAVM_E2E=1): 12 guest boots, about
+ * 4 minutes under TCG on 2 cores; CI sets the variable in .ci/run.
  */
 export function e2eUnavailableReason(): string | undefined {
   if (!process.env.HAVM_E2E || process.env.HAVM_E2E === "0") return "set HAVM_E2E=1 to run the end-to-end scenarios";

@@ -2,7 +2,7 @@
 # Build "mini-HAOS": a raw GPT disk image that behaves like Home Assistant OS wherever havm cares
 # (see test/guest/README.md). Built from Debian packages only, without loop mounts or root-only tools.
 # Needs on the host: apt-get, dpkg-deb, cpio, gzip, mkfs.fat (dosfstools), mtools, mke2fs (e2fsprogs),
-# sfdisk (fdisk), readelf (binutils) or the fallback below, flock (util-linux).
+# sfdisk (fdisk), flock (util-linux); readelf (binutils) if present.
 #
 # usage: build-minihaos.sh [amd64|arm64] OUTDIR
 #   writes OUTDIR/disk.img and OUTDIR/layout.env (DATA_OFFSET, KVER, TOKEN, ARCH)
@@ -78,9 +78,9 @@ cp "$W/x/bin/busybox" "$R/bin/busybox"
 cp "$W/x/usr/sbin/dropbear" "$R/usr/sbin/"; cp "$W/x/usr/bin/dropbearkey" "$R/usr/bin/"
 cp "$W/x/sbin/sfdisk" "$R/usr/sbin/sfdisk"; cp "$W/x/sbin/resize2fs" "$R/usr/sbin/resize2fs"
 # shared libraries: the NEEDED closure of the binaries above, looked up in the extracted packages
-needed() { # ELF file -> NEEDED sonames (readelf when present, else a strings scan that over-approximates)
+needed() { # ELF file -> NEEDED sonames (readelf when present, else a scan of its strings that over-approximates)
   if command -v readelf >/dev/null; then readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'
-  else strings -a "$1" 2>/dev/null | grep -E '^lib[a-z0-9_+-]+\.so\.[0-9]+$' | sort -u; fi
+  else grep -aoE 'lib[a-z0-9_+-]+\.so\.[0-9]+' "$1" | sort -u; fi
 }
 declare -A LIBSEEN
 add_libs() {
@@ -89,7 +89,10 @@ add_libs() {
     [ -n "${LIBSEEN[$so]:-}" ] && continue; LIBSEEN[$so]=1
     case $so in ld-linux*) continue ;; esac
     f=$(find "$W/x" -name "$so" | head -1)
-    [ -n "$f" ] || { echo "library $so (for $1) not found in the extracted packages" >&2; exit 1; }
+    if [ -z "$f" ]; then
+      command -v readelf >/dev/null || continue   # the string scan may name libraries that are not needed
+      echo "library $so (for $1) not found in the extracted packages" >&2; exit 1
+    fi
     cp -L "$f" "$R/lib/$TRIPLET/$so"; add_libs "$R/lib/$TRIPLET/$so"
   done
 }
@@ -360,6 +363,9 @@ cat > "$R/usr/bin/ha" <<'EOF'
 case "$1 $2" in
   "host shutdown"|"host reboot")
     act=poweroff; [ "$2" = reboot ] && act=reboot
+    if [ -e /mnt/data/ignore_shutdown ]; then   # a stuck Supervisor: acknowledged, nothing happens
+      echo "MINIHAOS: ha host $2 ignored (ignore_shutdown)" > /dev/console; echo "Command completed successfully."; exit 0
+    fi
     echo ssh > /run/shutdown_reason
     echo "ha host $2" > /run/shutdown_command
     echo "MINIHAOS: ha host $2 [$(cut -d' ' -f1 /proc/uptime)s]" > /dev/console
@@ -391,6 +397,8 @@ cat > "$R/usr/sbin/ha-http" <<'EOF'
 CR=$(printf '\r')
 D=/mnt/data
 TOKEN=$(cat $D/token 2>/dev/null)
+# accept the connection, never answer (a hung HA Core)
+[ -e $D/http_hang ] && exec sleep 3600
 reply() { # status ctype body
   printf 'HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %s\r\nServer: Python/3.13 aiohttp/3.11\r\nConnection: close\r\n\r\n%s' \
     "$1" "$2" "${#3}" "$3"; exit 0; }
@@ -419,6 +427,9 @@ case "$method $path" in
     reply "200 OK" "application/json" "{\"boot_count\":$(num $D/boot_count),\"previous_shutdown\":\"$(cat /run/prev_shutdown)\",\"nvram_previous_boots\":$(num /run/nvram_prev_boots),\"config_imported\":\"$(cat /run/config_imported)\",\"ssh_keys\":$([ -s /root/.ssh/authorized_keys ] && echo true || echo false),\"hostname\":\"$(hostname)\",\"ip\":\"$(cat /run/ip 2>/dev/null)\",\"mac\":\"$(cat $D/mac 2>/dev/null)\",\"disk_size\":$(num $D/disk_size),\"data_size\":$(num $D/data_size),\"fs_size\":$(num $D/fs_size),\"expanded\":\"$(cat /run/expanded)\",\"ignore_acpi\":$([ -e $D/ignore_acpi ] && echo true || echo false),\"uptime\":\"$(cut -d' ' -f1 /proc/uptime)\"}" ;;
   "POST /api/services/hassio/host_shutdown"|"POST /api/services/hassio/host_reboot")
     act=poweroff; case "$path" in *reboot) act=reboot ;; esac
+    if [ -e $D/ignore_shutdown ]; then
+      echo "MINIHAOS: $path ignored (ignore_shutdown)" > /dev/console; reply "200 OK" "application/json" '[]'
+    fi
     echo api > /run/shutdown_reason
     echo "POST $path" > /run/shutdown_command
     ( sleep 1; /sbin/$act ) </dev/null >/dev/null 2>&1 &

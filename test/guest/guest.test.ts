@@ -149,6 +149,15 @@ describe.skipIf(!!noBoot)(`two boots under QEMU TCG${noBoot ? ` (skipped: ${noBo
       await Bun.sleep(3000);
       expect((await httpGet(g.httpPort, "/api/", img.token))?.status).toBe(200);
 
+      // knobs switched over ssh while running: a hung HA Core, then a stuck Supervisor
+      expect((await sshOut(g, "touch", "/mnt/data/http_hang", "/mnt/data/ignore_shutdown")).code).toBe(0);
+      expect(await httpGet(g.httpPort, "/", undefined, 2000)).toBeUndefined(); // accepted, never answered
+      expect((await sshOut(g, "ha", "host", "shutdown")).out).toContain("Command completed successfully.");
+      await Bun.sleep(3000);
+      expect((await sshOut(g, "echo", "still-up")).out.trim()).toBe("still-up");
+      expect((await sshOut(g, "rm", "/mnt/data/http_hang", "/mnt/data/ignore_shutdown")).code).toBe(0);
+      expect((await httpGet(g.httpPort, "/"))?.status).toBe(200);
+
       const ha = await sshOut(g, "ha", "host", "shutdown");
       expect(ha.code).toBe(0);
       expect(await waitExit(g, 60_000)).toBe(0);

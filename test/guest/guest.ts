@@ -32,6 +32,10 @@ export interface GuestKnobs {
   shutdownDelay?: number;
   /** Never answer HTTP (no listener at all). */
   noHttp?: boolean;
+  /** Accept HTTP connections but never answer (a hung HA Core). */
+  hangHttp?: boolean;
+  /** Acknowledge host_shutdown and `ha host shutdown` but do nothing (a stuck Supervisor). */
+  ignoreShutdown?: boolean;
   /** Seconds after boot before HTTP starts listening. */
   haStartDelay?: number;
   /** Replace the API bearer token. */
@@ -205,6 +209,8 @@ export async function setGuestKnobs(diskPath: string, knobs: GuestKnobs): Promis
   flag("port80", knobs.port80);
   flag("drop_on_shutdown", knobs.dropOnShutdown);
   flag("no_http", knobs.noHttp);
+  flag("http_hang", knobs.hangHttp);
+  flag("ignore_shutdown", knobs.ignoreShutdown);
   seconds("shutdown_delay", knobs.shutdownDelay);
   seconds("ha_start_delay", knobs.haStartDelay);
   if (knobs.token !== undefined) put("token", knobs.token);

@@ -431,6 +431,8 @@ export class QemuVm implements VmHandle {
   private stderrTail = "";
   private forwards: PortForward[] = [];
   private stopRequested = false;
+  /** QEMU reported a shutdown caused by a host signal havm did not send. */
+  private hostSignalled = false;
   private pendingResetReason: string | undefined;
   private stoppedPromise: Promise<void> = Promise.resolve();
   private readonly attachedUsb = new Map<string, UsbDeviceRef>();
@@ -542,7 +544,10 @@ export class QemuVm implements VmHandle {
     log.debug("starting QEMU", { argv: this.argv.join(" ") });
     this.stderrTail = "";
     this.stopRequested = false;
-    const proc = Bun.spawn(this.argv, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    // Its own process group: a terminal's Ctrl+C (or systemd/timeout signalling havm's group) must reach havm
+    // alone, which then shuts the guest down gracefully. setpriv's parent-death signal still ties QEMU to havm.
+    this.hostSignalled = false;
+    const proc = Bun.spawn(this.argv, { stdin: "ignore", stdout: "ignore", stderr: "pipe", detached: true });
     this.proc = proc;
     const stderrDone = this.drainStderr(proc.stderr as ReadableStream<Uint8Array>);
     this.stoppedPromise = proc.exited.then(async (code) => {
@@ -629,6 +634,8 @@ export class QemuVm implements VmHandle {
       case "SHUTDOWN": {
         this.setState("stopping");
         if (data.guest === true) this.emit({ type: "guest-stopped" });
+        // QEMU itself got SIGINT/SIGTERM/SIGHUP from someone other than havm: the guest was cut off, not shut down.
+        else if (data.reason === "host-signal" && !this.stopRequested) this.hostSignalled = true;
         break;
       }
       case "RESET": {
@@ -662,9 +669,10 @@ export class QemuVm implements VmHandle {
     this.qmp?.close();
     this.qmp = undefined;
     const wasStarting = this.currentState === "starting";
-    if (!wasStarting && !this.stopRequested && code !== 0) {
+    if (!wasStarting && !this.stopRequested && (code !== 0 || this.hostSignalled)) {
       const lines = this.stderrTail.trim().split("\n").filter((l) => l.trim());
-      const message = `QEMU exited ${signal ? `on ${signal}` : `with code ${code}`}${lines.length ? `: ${lines.slice(-2).join(" | ")}` : ""}`;
+      const how = this.hostSignalled ? "after a signal from outside havm (the guest did not shut down)" : signal ? `on ${signal}` : `with code ${code}`;
+      const message = `QEMU exited ${how}${lines.length ? `: ${lines.slice(-2).join(" | ")}` : ""}`;
       this.emit({ type: "stopped-with-error", message });
     }
     for (const d of this.attachedUsb.values()) this.emit({ type: "usb", action: "detached", device: d });
