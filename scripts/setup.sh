@@ -22,16 +22,6 @@ APT_PACKAGES=(
   # benchmarks
   wrk hyperfine
 )
-  dpkg-dev cpio gzip bc busybox-static dosfstools mtools e2fsprogs fdisk
-  # filesystems for clone tests (loop mounts, root only)
-  xfsprogs btrfs-progs
-  # supervision: real peers for the shutdown chain and metrics
-  openssh-server openssh-client dropbear-bin prometheus
-  # Homebrew formula and launchd plist checks
-  ruby rubocop python3
-  # benchmarks
-  wrk hyperfine
-)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
