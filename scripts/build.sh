@@ -55,7 +55,9 @@ TS
 fi
 
 # 3. compile
-FLAGS=(build --compile --format=esm --sourcemap --define "HAVM_COMMIT_DEFINE=\"$COMMIT\"")
+# cpu-features is ssh2's optional native helper, loaded inside try/catch: leave it out of the bundle (an npm
+# install without its native build would otherwise break the build; ssh2 works without it).
+FLAGS=(build --compile --format=esm --sourcemap --external cpu-features --define "HAVM_COMMIT_DEFINE=\"$COMMIT\"")
 [ "$MODE" = release ] && FLAGS+=(--minify --bytecode)
 case $TARGET in
   host) ;;
