@@ -42,7 +42,7 @@ export interface SuperviseArgs {
   hooks?: SupervisorHooks;
 }
 
-type StopReason = { kind: "shutdown"; source: string; force: boolean } | { kind: "restart"; reason: string };
+type StopReason = { kind: "shutdown"; source: string; force: boolean; timeoutMs?: number } | { kind: "restart"; reason: string };
 
 export async function supervise(a: SuperviseArgs): Promise<number> {
   const { ctx, backend, spec, lock, metrics } = a;
@@ -132,7 +132,13 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
     status: async () => ({ ok: true, ...(await status()) }),
     stop: async (req) => {
       const done = new Promise<{ clean: boolean; stoppedBy: string | null }>((res) => stopWaiters.push(res));
-      requestStop({ kind: "shutdown", source: "havm stop", force: Boolean(req.force) });
+      const seconds = Number(req.timeoutSeconds);
+      requestStop({
+        kind: "shutdown",
+        source: "havm stop",
+        force: Boolean(req.force),
+        ...(Number.isInteger(seconds) && seconds > 0 ? { timeoutMs: seconds * 1000 } : {}),
+      });
       return { ok: true, ...(await done) };
     },
     "usb.list": async (req) => usbNow().handlers()["usb.list"]!(req),
@@ -215,7 +221,8 @@ export async function supervise(a: SuperviseArgs): Promise<number> {
       if (pending && handle.state() !== "stopped") {
         activity = pending.kind === "restart" ? `restarting (${pending.reason})` : "shutting down";
         const force = pending.kind === "shutdown" && pending.force;
-        const input = shutdownInputFromConfig(config, paths.home, existsSync, { force });
+        const timeoutMs = pending.kind === "shutdown" ? pending.timeoutMs : undefined;
+        const input = shutdownInputFromConfig(config, paths.home, existsSync, { force, ...(timeoutMs ? { timeoutMs } : {}) });
         const plan = planShutdown({ ...input, haUrl: input.haUrl ?? liveHaUrl });
         chain = startShutdown(plan, { vm: handle, haApi, ssh: sshExec, log, onStep: (step, r) => metrics.shutdownStep(step, r) });
         result = await chain.result;

@@ -145,6 +145,19 @@ describe("supervisor", () => {
     s.lock.release();
   });
 
+  test("`havm stop --timeout` bounds the chain instead of shutdown.timeout_seconds", async () => {
+    const s = setup(`shutdown:\n  timeout_seconds: 600\n`);
+    const backend = new FakeBackend(() => new FakeVm());
+    const run = supervise({ ...s, backend });
+    await Bun.sleep(200);
+    const t0 = performance.now();
+    const reply = await controlRequest(s.paths.vm.controlSocket, { cmd: "stop", timeoutSeconds: 2 }, { timeoutMs: 20_000 });
+    expect(reply).toMatchObject({ ok: true, clean: false, stoppedBy: "force" });
+    expect(performance.now() - t0).toBeLessThan(2000 + 2000);
+    expect(await run).toBe(1);
+    s.lock.release();
+  });
+
   test("the watchdog restarts a VM whose HA stopped answering, and counts it", async () => {
     const ha = fakeHaPort();
     cleanups.push(() => ha.server.stop(true));
