@@ -1,20 +1,22 @@
 // From nothing to a decoded, verified HAOS image in the cache, in one streaming pass:
-// fetch -> sha256 -> .xz decode (liblzma, multi-threaded) -> sparse write. The compressed file is kept as
-// `haos_<board>-<version>.img.xz` and the decoded one as `haos_<board>-<version>.img` (as the original tool
-// does). Nothing is renamed into place before the stream ended cleanly and the digest matched.
+// fetch -> sha256 -> .xz decode (liblzma, multi-threaded; an `xz` child where liblzma cannot load, see
+// xz-decoder.ts) -> sparse write. The compressed file is kept as `haos_<board>-<version>.img.xz` and the
+// decoded one as `haos_<board>-<version>.img` (as the original tool does). Nothing is renamed into place
+// before the stream ended cleanly and the digest matched.
 import { closeSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
 import type { HavmPaths } from "../config/paths.ts";
 import { expandHome } from "../config/paths.ts";
 import { formatSize } from "../config/units.ts";
-import { XzDecodeError, XzDecoder } from "../ffi/lzma.ts";
+import { XzDecodeError } from "../ffi/lzma.ts";
 import { HavmError, ExitCode, errnoCode, errorMessage, inputError } from "../util/errors.ts";
 import { exists, fsyncDir, tempPathFor } from "../util/fs.ts";
 import { log } from "../util/log.ts";
 import { createProgress } from "../util/progress.ts";
 import { PART_SUFFIX, VERIFIED_SUFFIX, claimPartial, removeStaleTemps } from "./cache.ts";
 import { RangeNotSatisfiableError, download, streamFile } from "./download.ts";
+import { selectXzDecoder } from "./xz-decoder.ts";
 import {
   type Arch,
   type AssetInfo,
@@ -353,14 +355,14 @@ class DigestMismatchError extends HavmError {}
 
 async function streamPass(p: PassInput): Promise<PassResult> {
   const name = basename(p.xzFinal ?? p.localXz ?? p.imgPath);
-  // The decoder first: if liblzma cannot load, nothing has been created yet.
-  const decoder = p.raw ? undefined : new XzDecoder((out) => writer.write(out), { name });
+  // The decoder first: if none is available, nothing has been created yet.
+  const decoder = p.raw ? undefined : selectXzDecoder().create((out) => writer.write(out), { name, signal: p.signal });
   const tmpImg = tempPathFor(p.imgPath);
   let imgFd: number;
   try {
     imgFd = openSync(tmpImg, "wx", 0o644);
   } catch (e) {
-    decoder?.end();
+    await decoder?.close();
     throw e;
   }
   const writer = new SparseWriter(imgFd);
@@ -368,11 +370,11 @@ async function streamPass(p: PassInput): Promise<PassResult> {
   // sidecar when it matched) or a cached file with a known digest. A user's local .xz needs none.
   const hasher = p.url || p.expected?.sha256 ? new Bun.CryptoHasher("sha256") : undefined;
   let decodeMs = 0;
-  const consume = (chunk: Uint8Array): void => {
+  const consume = async (chunk: Uint8Array): Promise<void> => {
     hasher?.update(chunk);
     if (!decoder) return writer.write(chunk);
     const t = performance.now();
-    decoder.feed(chunk);
+    await decoder.write(chunk);
     decodeMs += performance.now() - t;
   };
   const part = p.xzFinal ? p.xzFinal + PART_SUFFIX : undefined;
@@ -386,9 +388,9 @@ async function streamPass(p: PassInput): Promise<PassResult> {
       const total = statSync(p.localXz).size;
       const progress = createProgress(p.label, { total });
       let done = 0;
-      await streamFile(p.localXz, (c) => {
+      await streamFile(p.localXz, async (c) => {
         p.signal?.throwIfAborted();
-        consume(c);
+        await consume(c);
         done += c.length;
         progress.update(done);
       });
@@ -425,13 +427,13 @@ async function streamPass(p: PassInput): Promise<PassResult> {
             log.warn("the server's size differs from the release's", { server: t, release: p.expected.size });
           }
         },
-        onChunk: (chunk, at) => {
+        onChunk: async (chunk, at) => {
           if (partFd !== undefined) {
             let off = 0;
             while (off < chunk.length) off += writeSync(partFd, chunk, off, chunk.length - off);
             partFlush?.wrote(chunk.length);
           }
-          consume(chunk);
+          await consume(chunk);
           downloaded += chunk.length;
           imageStats.downloadBytesTotal += chunk.length;
           progress.update(at + chunk.length, total);
@@ -443,7 +445,7 @@ async function streamPass(p: PassInput): Promise<PassResult> {
 
     if (decoder) {
       const t = performance.now();
-      decoder.finish();
+      await decoder.finish();
       decodeMs += performance.now() - t;
     }
     const sha256 = hasher?.digest("hex");
@@ -487,10 +489,12 @@ async function streamPass(p: PassInput): Promise<PassResult> {
       size: formatSize(writer.pos),
       data: formatSize(writer.dataBytes),
       verified,
-      ...(decoder ? { decodeSeconds: Number((decodeMs / 1000).toFixed(1)), threads: decoder.multithreaded ? "multi" : "single" } : {}),
+      ...(decoder ? { decodeSeconds: Number((decodeMs / 1000).toFixed(1)), decoder: decoder.description, threads: decoder.multithreaded ? "multi" : "single" } : {}),
     });
     return { sha256, verified, downloaded };
   } catch (e) {
+    // Stop the decoder first: an xz child must deliver no more output into a descriptor about to be closed.
+    await decoder?.close();
     await partFlush?.settle();
     if (partFd !== undefined) closeSync(partFd);
     await writer.settle();
@@ -508,7 +512,7 @@ async function streamPass(p: PassInput): Promise<PassResult> {
     if (errnoCode(e) === "ENOSPC") throw noSpace(dirname(p.imgPath), e);
     throw e;
   } finally {
-    decoder?.end();
+    await decoder?.close();
     release?.();
   }
 }

@@ -56,6 +56,8 @@ export function xzArgs(tool: XzTool): string[] {
   return [tool.path, "--decompress", "--stdout", "--format=xz", ...(tool.threads ? ["--threads=0"] : [])];
 }
 
+const OUTPUT_BATCH = 1024 * 1024;
+
 // lzma_ret values, so failures carry the same codes (xz.corrupt, xz.truncated, xz.format) as the ffi path.
 const LZMA_MEM_ERROR = 5;
 const LZMA_MEMLIMIT_ERROR = 6;
@@ -78,7 +80,7 @@ const STDERR_TO_RET: [RegExp, number][] = [
  * The error for an xz that did not exit 0. Damaged input is an XzDecodeError (the caller deletes a downloaded
  * file for it); anything else (a signal, no memory, a warning) is an xz failure that says what xz said.
  */
-export function xzExitError(exitCode: number | null, signal: string | null, stderr: string, name: string): HavmError {
+export function xzExitError(exitCode: number | null, signal: string | number | null, stderr: string, name: string): HavmError {
   const said = stderr
     .split("\n")
     .map((l) => l.replace(/^xz: (\(stdin\): )?/, "").trim())
@@ -137,13 +139,29 @@ export class SubprocessXzDecoder implements XzStreamDecoder {
     opts.signal?.addEventListener("abort", this.onAbort, { once: true });
   }
 
-  /** xz's stdout -> onOutput, until EOF. A throwing onOutput (disk full) stops xz. */
+  /**
+   * xz's stdout -> onOutput, until EOF. A throwing onOutput (disk full) stops xz. Pipe reads (~64 KiB, at any
+   * offset) are gathered into 1 MiB batches, so the sparse writer sees block-aligned data in big writes.
+   */
   private async pump(): Promise<void> {
+    const batch = new Uint8Array(OUTPUT_BATCH);
+    let held = 0;
     try {
       for await (const chunk of this.proc.stdout) {
-        if (this.closing || this.failure !== undefined) break;
-        this.onOutput(chunk);
+        if (this.closing || this.failure !== undefined) return;
+        let at = 0;
+        while (at < chunk.length) {
+          const n = Math.min(chunk.length - at, batch.length - held);
+          batch.set(chunk.subarray(at, at + n), held);
+          held += n;
+          at += n;
+          if (held === batch.length) {
+            this.onOutput(batch);
+            held = 0;
+          }
+        }
       }
+      if (held > 0 && !this.closing && this.failure === undefined) this.onOutput(batch.subarray(0, held));
     } catch (e) {
       this.fail(e);
     }

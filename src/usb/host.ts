@@ -33,11 +33,32 @@ export interface HostUsbListing {
   unavailable?: string;
 }
 
+/** Where havm reads the host's USB devices: the sysfs device links and the device nodes QEMU opens. */
+export interface UsbRoots {
+  /** Normally /sys/bus/usb/devices. */
+  sysfsRoot: string;
+  /** Normally /dev/bus/usb. */
+  devRoot: string;
+}
+
+/**
+ * The one place that says where the host's USB inventory lives; the listing here and the QEMU backend's
+ * lookup before `device_add usb-host` both ask it. HAVM_USB_SYSFS_ROOT and HAVM_USB_DEV_ROOT are a test and
+ * diagnostic override (e.g. a fake tree describing a stick, on a machine without a USB bus); they only move
+ * where the inventory is read, QEMU still gets the same vendor/product ids.
+ */
+export function usbRoots(env: Record<string, string | undefined> = process.env): UsbRoots {
+  return {
+    sysfsRoot: env.HAVM_USB_SYSFS_ROOT || "/sys/bus/usb/devices",
+    devRoot: env.HAVM_USB_DEV_ROOT || "/dev/bus/usb",
+  };
+}
+
 export interface HostListOptions {
   platform?: NodeJS.Platform;
-  /** Root of the sysfs USB device links; tests point it at a fake tree. */
+  /** Root of the sysfs USB device links (default: usbRoots()); tests point it at a fake tree. */
   sysfsRoot?: string;
-  /** Where device nodes live (normally /dev/bus/usb). */
+  /** Where device nodes live (default: usbRoots(), normally /dev/bus/usb). */
   devRoot?: string;
   /** Can this process open `path` read-write? Injected so tests running as root can model a denied node. */
   canOpen?: (path: string) => "ok" | "missing" | "denied";
@@ -57,8 +78,9 @@ export function listHostUsbDevices(opts: HostListOptions = {}): HostUsbListing {
   const platform = opts.platform ?? process.platform;
   if (platform === "darwin") return { devices: [], unavailable: DARWIN_UNAVAILABLE };
   if (platform !== "linux") return { devices: [], unavailable: `USB passthrough is not supported on ${platform}` };
-  const root = opts.sysfsRoot ?? "/sys/bus/usb/devices";
-  const devRoot = opts.devRoot ?? "/dev/bus/usb";
+  const roots = usbRoots();
+  const root = opts.sysfsRoot ?? roots.sysfsRoot;
+  const devRoot = opts.devRoot ?? roots.devRoot;
   const canOpen = opts.canOpen ?? defaultCanOpen;
   let names: string[];
   try {

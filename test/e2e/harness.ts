@@ -64,6 +64,10 @@ export interface HomeOptions {
   diskSize?: string;
   /** Extra YAML appended to the config file. */
   extraYaml?: string;
+  /** usb.enabled (default false: most scenarios have no use for USB). */
+  usbEnabled?: boolean;
+  /** qemu.binary (default: qemu-system-* from PATH), e.g. a wrapper script around the real QEMU. */
+  qemuBinary?: string;
 }
 
 export interface E2eHome {
@@ -101,6 +105,7 @@ export async function makeHome(world: E2eWorld, name: string, o: HomeOptions = {
         `  disk_size: ${c.diskSize ?? "256 MiB"}`,
         "qemu:",
         "  accel: tcg",
+        ...(c.qemuBinary ? [`  binary: ${JSON.stringify(c.qemuBinary)}`] : []),
         "metrics:",
         "  enabled: true",
         "  prometheus:",
@@ -108,7 +113,7 @@ export async function makeHome(world: E2eWorld, name: string, o: HomeOptions = {
         "shutdown:",
         `  timeout_seconds: ${c.shutdownTimeoutSeconds ?? 60}`,
         "usb:",
-        "  enabled: false",
+        `  enabled: ${c.usbEnabled ? "true" : "false"}`,
       ];
       if (token !== null) lines.push("ha:", `  api_token: ${token}`);
       if (c.sshKeys ?? true) lines.push("ssh:", `  authorized_keys: ${world.key}.pub`);

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync, chownSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { listHostUsbDevices, DARWIN_UNAVAILABLE } from "../../src/usb/host.ts";
+import { listHostUsbDevices, usbRoots, DARWIN_UNAVAILABLE } from "../../src/usb/host.ts";
 
 const root = mkdtempSync(join(tmpdir(), "havm-sysfs-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -106,5 +106,30 @@ describe("listHostUsbDevices (linux, fake sysfs)", () => {
   test.skipIf(!require("node:fs").existsSync("/sys/bus/usb/devices"))("the real sysfs lists without throwing", () => {
     const r = listHostUsbDevices({ platform: "linux" });
     for (const d of r.devices) expect(d.devNode).toMatch(/^\/dev\/bus\/usb\/\d{3}\/\d{3}$/);
+  });
+});
+
+describe("usbRoots: where the host USB inventory is read", () => {
+  test("the kernel's paths unless HAVM_USB_SYSFS_ROOT / HAVM_USB_DEV_ROOT say otherwise", () => {
+    expect(usbRoots({})).toEqual({ sysfsRoot: "/sys/bus/usb/devices", devRoot: "/dev/bus/usb" });
+    expect(usbRoots({ HAVM_USB_SYSFS_ROOT: "", HAVM_USB_DEV_ROOT: "" })).toEqual({ sysfsRoot: "/sys/bus/usb/devices", devRoot: "/dev/bus/usb" });
+    expect(usbRoots({ HAVM_USB_SYSFS_ROOT: "/x/sys", HAVM_USB_DEV_ROOT: "/x/dev" })).toEqual({ sysfsRoot: "/x/sys", devRoot: "/x/dev" });
+  });
+
+  test("the listing (which the QEMU backend's attach also uses) follows the override", () => {
+    const { sysfs, dev } = fakeTree();
+    const saved = { s: process.env.HAVM_USB_SYSFS_ROOT, d: process.env.HAVM_USB_DEV_ROOT };
+    process.env.HAVM_USB_SYSFS_ROOT = sysfs;
+    process.env.HAVM_USB_DEV_ROOT = dev;
+    try {
+      const listed = listHostUsbDevices({ platform: "linux", canOpen: () => "ok" }).devices;
+      expect(listed.length).toBeGreaterThan(0);
+      expect(listed.every((d) => d.devNode.startsWith(dev + "/"))).toBe(true);
+    } finally {
+      for (const [k, v] of [["HAVM_USB_SYSFS_ROOT", saved.s], ["HAVM_USB_DEV_ROOT", saved.d]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 });

@@ -5,7 +5,7 @@
 // dies with havm even when havm is SIGKILLed. The handle exposes QEMU's pid (`QemuVm.pid`, or
 // `qemuPid(handle)`) so the run lock can record it. A handle owns its process: close() kills a QEMU that
 // is still running.
-import { accessSync, constants, existsSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { cpus, totalmem, arch as osArch } from "node:os";
 import { join } from "node:path";
 import type { Backend, BackendEvent, BackendProbe, Endpoint, HostLimits, MemoryStats, VmHandle, VmState } from "../backend.ts";
@@ -21,6 +21,7 @@ import { ensureNvram, findFirmware, type FirmwarePair } from "./firmware.ts";
 import { completeForwards } from "./ports.ts";
 import { QmpClient, QmpError, type BalloonGuestStats, type BalloonInfo, type QmpEvent, type QueryStatus } from "./qmp.ts";
 import { GuestAgentClient } from "./qga.ts";
+import { listHostUsbDevices } from "../../usb/host.ts";
 
 const MIB = 1024 * 1024;
 
@@ -233,41 +234,6 @@ export function usbDeviceId(d: UsbDeviceRef): string {
   return id;
 }
 
-export interface HostUsbDevice {
-  vendorId: number;
-  productId: number;
-  serial?: string;
-  bus: number;
-  addr: number;
-}
-
-/** Host USB devices from sysfs. */
-export function listHostUsb(sysUsb = "/sys/bus/usb/devices"): HostUsbDevice[] {
-  let names: string[];
-  try {
-    names = readdirSync(sysUsb);
-  } catch {
-    return [];
-  }
-  const out: HostUsbDevice[] = [];
-  for (const n of names) {
-    const rd = (f: string) => {
-      try {
-        return readFileSync(join(sysUsb, n, f), "utf8").trim();
-      } catch {
-        return undefined;
-      }
-    };
-    const vid = rd("idVendor");
-    const pid = rd("idProduct");
-    const bus = rd("busnum");
-    const addr = rd("devnum");
-    if (!vid || !pid || !bus || !addr) continue;
-    out.push({ vendorId: parseInt(vid, 16), productId: parseInt(pid, 16), serial: rd("serial"), bus: Number(bus), addr: Number(addr) });
-  }
-  return out;
-}
-
 /** Pure: the balloon's guest-stats as byte figures. QEMU reports a figure the guest never sent as
  *  u64 -1 (2^64-1, which JSON.parse rounds to 1.8e19): those, and everything before the first update, are
  *  unknown. */
@@ -303,10 +269,6 @@ export function usbHostDeviceArgs(device: UsbDeviceRef, found: { bus: number; ad
     args.hostaddr = found.addr;
   }
   return args;
-}
-
-function usbNodePath(bus: number, addr: number): string {
-  return `/dev/bus/usb/${String(bus).padStart(3, "0")}/${String(addr).padStart(3, "0")}`;
 }
 
 function usbPermissionHint(d: UsbDeviceRef): string {
@@ -749,13 +711,13 @@ export class QemuVm implements VmHandle {
     }
     const id = usbDeviceId(device);
     if (this.attachedUsb.has(id)) return;
-    const matches = listHostUsb().filter(
+    const matches = listHostUsbDevices({ platform: "linux" }).devices.filter(
       (h) =>
         h.vendorId === device.vendorId &&
         h.productId === device.productId &&
         (device.serial === undefined || h.serial === device.serial) &&
         (device.hostBus === undefined || h.bus === device.hostBus) &&
-        (device.hostAddr === undefined || h.addr === device.hostAddr),
+        (device.hostAddr === undefined || h.address === device.hostAddr),
     );
     const hex = (n: number) => n.toString(16).padStart(4, "0");
     const label = `${device.name ? device.name + " " : ""}(${hex(device.vendorId)}:${hex(device.productId)})`;
@@ -766,13 +728,13 @@ export class QemuVm implements VmHandle {
         hint: "Plug it in, then check it shows in `lsusb`.",
       });
     }
-    const node = usbNodePath(found.bus, found.addr);
-    try {
-      accessSync(node, constants.R_OK | constants.W_OK);
-    } catch {
-      throw new HavmError(`no permission to use USB device ${label} at ${node}`, { code: "qemu.usb.permission", hint: usbPermissionHint(device) });
+    if (!found.accessible) {
+      throw new HavmError(`no permission to use USB device ${label} at ${found.devNode}`, {
+        code: "qemu.usb.permission",
+        hint: found.accessProblem ?? usbPermissionHint(device),
+      });
     }
-    const args = usbHostDeviceArgs(device, found, matches.length);
+    const args = usbHostDeviceArgs(device, { bus: found.bus, addr: found.address }, matches.length);
     try {
       await qmp.execute("device_add", args, { timeoutMs: 10_000 });
     } catch (e) {
