@@ -5,6 +5,7 @@
 // - POST /api/services/hassio/host_shutdown needs an ADMIN token (else 401) and often never answers cleanly
 //   because Core itself is being stopped: any answer, a cut connection or a timeout after connecting all mean
 //   "maybe started".
+import { GUEST_PORTS } from "../vm/build-spec.ts";
 import { connect as netConnect } from "node:net";
 import type { Endpoint } from "../vm/backend.ts";
 import { errnoCode, errorMessage } from "../util/errors.ts";
@@ -15,7 +16,7 @@ export type FetchLike = (input: string | URL | Request, init?: RequestInit) => P
 export type ConnectCheck = (host: string, port: number, timeoutMs: number) => Promise<{ ok: true } | { ok: false; error: string }>;
 
 /** HA's ports on the guest: new installs serve on 80, older ones on 8123. */
-export const HA_PORTS = [80, 8123] as const;
+export const HA_PORTS = [GUEST_PORTS.haNew, GUEST_PORTS.ha] as const;
 
 /** Base URLs to reach HA: `ha.url` wins; otherwise each known endpoint of the guest ports. */
 export function haBaseUrls(haUrl: string | undefined, endpoints: ReadonlyArray<Endpoint | null>): string[] {

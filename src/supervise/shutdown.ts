@@ -12,6 +12,7 @@
 // A step that certainly started a shutdown waits for the VM until the graceful deadline; one that MAYBE
 // started it (HA cut the connection, an SSH session died mid-command) waits half of the remaining time and
 // then falls through; one that failed falls through at once. `escalate()` (a second Ctrl+C) skips to force.
+import { GUEST_PORTS } from "../vm/build-spec.ts";
 import type { Config } from "../config/schema.ts";
 import { expandHome } from "../config/paths.ts";
 import { HA_PORTS, haBaseUrls, type HaApi } from "../guest/ha-api.ts";
@@ -23,8 +24,8 @@ import { log as defaultLog, type Logger } from "../util/log.ts";
 export const SHUTDOWN_STEPS = ["ha-api", "ssh-debug", "ssh-addon", "acpi", "force"] as const;
 export type ShutdownStepName = (typeof SHUTDOWN_STEPS)[number];
 
-export const SSH_DEBUG_PORT = 22222;
-export const SSH_ADDON_PORT = 22;
+export const SSH_DEBUG_PORT = GUEST_PORTS.debugSsh;
+export const SSH_ADDON_PORT = GUEST_PORTS.sshAddon;
 
 export interface ShutdownPlanInput {
   /** Whole-chain bound (shutdown.timeout_seconds in ms). */

@@ -2,16 +2,17 @@
 // QEMU binds them a moment later, so a rare race is possible: qemu.ts retries once with fresh ports.
 import { createServer } from "node:net";
 import type { PortForward } from "../spec.ts";
+import { GUEST_PORTS } from "../build-spec.ts";
 
-/** The guest ports havm forwards: HA (8123 and 80), SSH to the host OS (22222), the SSH add-on (22),
- *  the observer (4357). */
-export const GUEST_PORTS = [8123, 80, 22222, 22, 4357] as const;
+/** The guest ports havm forwards (all of GUEST_PORTS): HA (8123 and 80), SSH to the host OS (22222),
+ *  the SSH add-on (22), the observer (4357). */
+export const FORWARDED_PORTS: readonly number[] = Object.values(GUEST_PORTS);
 
 /**
  * Pick distinct free host ports for `guestPorts`. All listeners are held open together so the kernel
  * cannot hand out the same port twice, then closed.
  */
-export async function pickForwards(guestPorts: readonly number[] = GUEST_PORTS, host = "127.0.0.1"): Promise<PortForward[]> {
+export async function pickForwards(guestPorts: readonly number[] = FORWARDED_PORTS, host = "127.0.0.1"): Promise<PortForward[]> {
   const servers = await Promise.all(
     guestPorts.map(
       () =>

@@ -11,7 +11,7 @@ import { vmPaths, type VmPaths } from "../../../src/config/paths.ts";
 import type { BackendEvent } from "../../../src/vm/backend.ts";
 import type { VmSpec } from "../../../src/vm/spec.ts";
 import { QemuBackend, QemuVm, qemuPid } from "../../../src/vm/qemu/qemu.ts";
-import { GUEST_PORTS } from "../../../src/vm/qemu/ports.ts";
+import { FORWARDED_PORTS } from "../../../src/vm/qemu/ports.ts";
 import { copyDisk, ensureGuestImage, makeConfigDisk, readGuestRecord, setGuestKnobs } from "../../guest/guest.ts";
 
 const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
@@ -39,7 +39,7 @@ function specFor(paths: VmPaths, create: boolean): VmSpec {
       { id: "root", path: paths.disk, readOnly: false, caching: "cached", sync: "full", bus: "virtio" },
       { id: "config", path: paths.configDisk, readOnly: true, caching: "cached", sync: "full", bus: "usb" },
     ],
-    network: { mode: "nat", mac: MAC, hostname: "homeassistant", forwards: GUEST_PORTS.map((guestPort) => ({ guestPort, hostPort: 0 })) },
+    network: { mode: "nat", mac: MAC, hostname: "homeassistant", forwards: FORWARDED_PORTS.map((guestPort) => ({ guestPort, hostPort: 0 })) },
     serialLogPath: paths.serialLog,
     entropy: true,
     balloon: true,
@@ -113,8 +113,8 @@ describe.skipIf(skipReason !== undefined)("QEMU backend boots a UEFI guest", () 
 
       const ep = await vm.endpoint(8123);
       expect(ep?.host).toBe("127.0.0.1");
-      const ports = GUEST_PORTS.map((g) => vm.portForwards.find((f) => f.guestPort === g)?.hostPort);
-      expect(new Set(ports).size).toBe(GUEST_PORTS.length);
+      const ports = FORWARDED_PORTS.map((g) => vm.portForwards.find((f) => f.guestPort === g)?.hostPort);
+      expect(new Set(ports).size).toBe(FORWARDED_PORTS.length);
       expect(await vm.endpoint(9999)).toBeNull();
       await waitHttp(ep!.port, 180_000);
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { createServer } from "node:net";
-import { completeForwards, GUEST_PORTS, pickForwards } from "../../../src/vm/qemu/ports.ts";
+import { completeForwards, FORWARDED_PORTS, pickForwards } from "../../../src/vm/qemu/ports.ts";
 
 function canBind(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -13,7 +13,7 @@ function canBind(port: number): Promise<boolean> {
 describe("port forwards", () => {
   test("one distinct, bindable 127.0.0.1 port per guest port", async () => {
     const f = await pickForwards();
-    expect(f.map((x) => x.guestPort)).toEqual([...GUEST_PORTS]);
+    expect(f.map((x) => x.guestPort)).toEqual([...FORWARDED_PORTS]);
     const hosts = f.map((x) => x.hostPort);
     expect(new Set(hosts).size).toBe(hosts.length);
     for (const p of hosts) {
