@@ -1,10 +1,10 @@
+import { captureLogLines } from "../support/log-capture.ts";
 import { describe, expect, test, afterAll, beforeAll } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildConfigDiskImage, checkAuthorizedKeys, ensureConfigDisk, isPublicKeyLine } from "../../src/disk/config-disk.ts";
 import { HavmError } from "../../src/util/errors.ts";
-import { configureLogger, loggerOptions } from "../../src/util/log.ts";
 
 const MiB = 1024 * 1024;
 const dir = mkdtempSync(join(tmpdir(), "havm-config-disk-"));
@@ -118,13 +118,7 @@ describe("checkAuthorizedKeys", () => {
 });
 
 describe("ensureConfigDisk", () => {
-  const lines: string[] = [];
-  let saved = { ...loggerOptions() };
-  beforeAll(() => {
-    saved = { ...loggerOptions() };
-    configureLogger({ write: (l) => lines.push(l), format: "text", color: false, level: "info" });
-  });
-  afterAll(() => configureLogger(saved));
+  const lines = captureLogLines();
 
   test("no keys ever configured: no CONFIG disk", async () => {
     const target = join(dir, "vm-none", "config.img");

@@ -2,21 +2,12 @@
 // open-source headers + hand-written AppKit declarations (appkit-decls.h), then its canaries (broken copies
 // that must NOT compile). Needs clang, python3, openssl, bc and, on a cold cache, npm for the header package.
 import { describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
+import { objcCheckMissing, objcCheckSkipReason, runObjcCheck } from "../support/objc-check.ts";
 
-const SCRIPT = join(import.meta.dir, "../../shim/objc-check/check.sh");
-const which = (cmd: string) => Bun.which(cmd) !== null;
-const cache = join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "havm-objc-check", "apple-hdr-zig-0.11.0", ".ok");
-const missing = ["clang", "python3", "openssl", "bc", "bash"].filter((c) => !which(c));
-if (!existsSync(cache) && !which("npm")) missing.push("npm (cold header cache)");
-const reason = missing.length ? ` (skipped: missing ${missing.join(", ")})` : "";
+const missing = objcCheckMissing;
+const reason = objcCheckSkipReason;
 
-function run(env: Record<string, string> = {}) {
-  const p = Bun.spawnSync(["bash", SCRIPT, "menubar"], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
-  return { code: p.exitCode, out: p.stdout.toString() + p.stderr.toString() };
-}
+const run = (env: Record<string, string> = {}) => runObjcCheck(["menubar"], env);
 
 describe("objc-check menubar", () => {
   test.skipIf(missing.length > 0)(`havm_menubar.m compiles cleanly and every menu bar canary is rejected${reason}`, () => {
@@ -41,8 +32,8 @@ describe("objc-check menubar", () => {
   }, 120_000);
 
   test("an unknown target is refused", () => {
-    const p = Bun.spawnSync(["bash", SCRIPT, "nonsense"], { stdout: "pipe", stderr: "pipe" });
-    expect(p.exitCode).toBe(2);
-    expect(p.stderr.toString()).toContain("usage: check.sh [vz|menubar]");
+    const { code, out } = runObjcCheck(["nonsense"]);
+    expect(code).toBe(2);
+    expect(out).toContain("usage: check.sh [vz|menubar]");
   });
 });

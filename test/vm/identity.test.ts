@@ -1,10 +1,10 @@
-import { describe, expect, test, afterAll, beforeAll } from "bun:test";
+import { captureLogLines } from "../support/log-capture.ts";
+import { describe, expect, test, afterAll } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { vmPaths } from "../../src/config/paths.ts";
 import { HavmError } from "../../src/util/errors.ts";
-import { configureLogger, loggerOptions } from "../../src/util/log.ts";
 import { asUuidV4, deriveMac, ensureIdentity, formatUuid, normalizeMac, uuidForIdentifier } from "../../src/vm/identity.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "havm-identity-"));
@@ -67,13 +67,7 @@ describe("pure parts", () => {
 });
 
 describe("ensureIdentity", () => {
-  const lines: string[] = [];
-  let saved = { ...loggerOptions() };
-  beforeAll(() => {
-    saved = { ...loggerOptions() };
-    configureLogger({ write: (l) => lines.push(l), format: "text", color: false, level: "info" });
-  });
-  afterAll(() => configureLogger(saved));
+  const lines = captureLogLines();
 
   test("qemu: created once, identical afterwards, MAC derived, NVRAM to be created", async () => {
     const vm = freshVm();

@@ -3,21 +3,12 @@
 // that must NOT compile). Needs clang, python3, openssl and, on a cold cache, npm registry access for
 // the header package (cached in ~/.cache/havm-objc-check).
 import { describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
+import { objcCheckMissing, objcCheckSkipReason, runObjcCheck } from "../support/objc-check.ts";
 
-const SCRIPT = join(import.meta.dir, "../../shim/objc-check/check.sh");
-const which = (cmd: string) => Bun.which(cmd) !== null;
-const cache = join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "havm-objc-check", "apple-hdr-zig-0.11.0", ".ok");
-const missing = ["clang", "python3", "openssl", "bc", "bash"].filter((c) => !which(c));
-if (!existsSync(cache) && !which("npm")) missing.push("npm (cold header cache)");
-const reason = missing.length ? ` (skipped: missing ${missing.join(", ")})` : "";
+const missing = objcCheckMissing;
+const reason = objcCheckSkipReason;
 
-function run(env: Record<string, string> = {}) {
-  const p = Bun.spawnSync(["bash", SCRIPT], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
-  return { code: p.exitCode, out: p.stdout.toString() + p.stderr.toString() };
-}
+const run = (env: Record<string, string> = {}) => runObjcCheck([], env);
 
 describe("objc-check", () => {
   test.skipIf(missing.length > 0)(`the shim compiles cleanly and every canary is rejected${reason}`, () => {
